@@ -1,0 +1,36 @@
+//! Build-script helper shared by every flowvae crate whose tests, examples or binaries link tch.
+//!
+//! Cargo overwrites `LD_LIBRARY_PATH` for `cargo run` and `cargo test`, so an exported library path
+//! cannot make the dynamic loader find libtorch (shared/TOOLCHAIN.md §3). Instead each such crate
+//! depends on `torch-sys` directly (which has `links = "tch"` and so exposes `DEP_TCH_LIBTORCH_LIB`
+//! to the crate's build script) and calls [`link_libtorch`] from its `build.rs`, which bakes the
+//! library folder into the executables as an RPATH. Link arguments do not propagate to dependent
+//! crates, hence one call per crate rather than one in a shared library crate.
+
+use std::path::PathBuf;
+
+/// Emits the `cargo:` lines that put libtorch's `lib/` folder on the RPATH of this crate's
+/// executables (tests, examples, binaries, benches).
+///
+/// With the `cuda` argument set, also forces `libtorch_cuda.so` into the link, which the default
+/// `--as-needed` linking would otherwise drop (shared/TOOLCHAIN.md §4). Such a binary cannot start
+/// on a machine without the CUDA libraries, so callers make this opt-in with a cargo feature.
+pub fn link_libtorch(cuda: bool) {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
+        println!(
+            "cargo:warning=DEP_TCH_LIBTORCH_LIB is not set: add `torch-sys` as a direct dependency"
+        );
+        return;
+    };
+    // Resolve the `.libtorch` symlink so the RPATH names the real cache folder.
+    let lib = PathBuf::from(&lib)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(lib));
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if cuda {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}
