@@ -1,0 +1,164 @@
+//! Encoder and decoder networks of the flow-VAE, built from a tch [`nn::Path`] with the geometry,
+//! batch-norm placement and initialisation of the original TensorFlow code (SEED-SPEC §2–§3).
+//!
+//! # Brief overview
+//!
+//! - [`Encoder`] maps binarized images `[B, 1, 28, 28]` to an [`EncoderOutput`]: the posterior
+//!   mean `mu`, the log-std `log_sigma` (offset already added) and the last hidden features `h`
+//!   that a flow's context predictor reads (the context predictor itself lives in `vae-flows`).
+//! - [`Decoder`] maps codes `[B, D]` to Bernoulli logits `[B, 1, 28, 28]`.
+//! - Three families of each, chosen by [`EncoderConfig`] / [`DecoderConfig`]:
+//!   [`ResNetEncoder`] / [`ResNetDecoder`] (the original's default, `IAF_ENCODER` /
+//!   `IAF_DECODER`), [`GatedConvEncoder`] / [`GatedConvDecoder`] (`SNF_*`) and [`MlpEncoder`] /
+//!   [`MlpDecoder`] (`NONCONV_*`).
+//! - [`build_encoder`] and [`build_decoder`] validate a config and build the chosen family;
+//!   [`BatchNormSettings`] holds the BN constants (TF decay 0.999, ε 1e-3).
+//! - [`layers`] holds the building blocks with TF "SAME" padding, TF nearest resize, NHWC
+//!   flatten and Glorot-uniform initialisation.
+//!
+//! Every forward pass takes an explicit `train` flag: batch statistics (and running-average
+//! updates) in training mode, running averages in evaluation mode, where one example's output
+//! does not depend on the rest of the batch.
+//!
+//! ```
+//! use tch::{nn, Device, Kind, Tensor};
+//! use vae_nets::{build_decoder, build_encoder, BatchNormSettings, DecoderConfig, EncoderConfig};
+//!
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let cfg = EncoderConfig::Mlp { hidden: vec![32] };
+//! let enc = build_encoder(&(vs.root() / "enc"), &cfg, 4, -3.0, BatchNormSettings::default())?;
+//! let dec = build_decoder(
+//!     &(vs.root() / "dec"),
+//!     &DecoderConfig::Mlp { hidden: vec![32] },
+//!     4,
+//!     BatchNormSettings::default(),
+//! )?;
+//! let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu)).round();
+//! let out = enc.forward_t(&x, false);
+//! assert_eq!(out.mu.size(), [3, 4]);
+//! assert_eq!(out.h.size(), [3, enc.hidden_size()]);
+//! let logits = dec.forward_t(&out.mu, false);
+//! assert_eq!(logits.size(), [3, 1, 28, 28]);
+//! # Ok::<(), vae_nets::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod gated;
+pub mod layers;
+pub mod mlp;
+pub mod resnet;
+
+use tch::{nn, Tensor};
+
+pub use config::{BatchNormSettings, DecoderConfig, EncoderConfig};
+pub use error::{Error, Result};
+pub use gated::{GatedConvDecoder, GatedConvEncoder};
+pub use mlp::{MlpDecoder, MlpEncoder};
+pub use resnet::{ResNetDecoder, ResNetEncoder};
+
+/// Pixels per image, `28 * 28`: the MLP networks' input and output width.
+pub const IMAGE_PIXELS: i64 = 784;
+
+/// The original's `approx_post_offset`, added to the encoder's log-std output (SEED-SPEC §3.1).
+pub const DEFAULT_LOG_SIGMA_OFFSET: f64 = -3.0;
+
+/// What an encoder returns for a batch of `B` images.
+#[derive(Debug)]
+pub struct EncoderOutput {
+    /// Posterior mean, `[B, D]`: the first `D` units of the output layer.
+    pub mu: Tensor,
+    /// Posterior log-std, `[B, D]`: the last `D` units plus the log-std offset (-3.0 by default).
+    /// `sigma = exp(log_sigma)`.
+    pub log_sigma: Tensor,
+    /// The last hidden features `h_last`, `[B, H]` with `H = `[`Encoder::hidden_size`]: the
+    /// input of a flow's context predictor.
+    pub h: Tensor,
+}
+
+impl EncoderOutput {
+    /// Splits an output layer `[B, 2D]` into `mu` (first `D`) and `log_sigma` (last `D` plus
+    /// `offset`), SEED-SPEC §3.1.
+    pub(crate) fn split(out: &Tensor, latent: i64, offset: f64, h: Tensor) -> Self {
+        EncoderOutput {
+            mu: out.narrow(1, 0, latent),
+            log_sigma: out.narrow(1, latent, latent) + offset,
+            h,
+        }
+    }
+}
+
+/// An amortised posterior network `x → (mu, log_sigma, h)`.
+pub trait Encoder: std::fmt::Debug + Send {
+    /// Encodes binarized images `x`, `[B, 1, 28, 28]` f32. `train` selects batch statistics (and
+    /// updates the BN running averages) instead of the running averages.
+    ///
+    /// Panics if `x` is not `[B, 1, 28, 28]`, and in training mode with `B = 1` where the
+    /// encoder has a batch-normalized dense layer (ResNet and MLP; see
+    /// [`layers::BatchNorm::forward_t`]).
+    fn forward_t(&self, x: &Tensor, train: bool) -> EncoderOutput;
+    /// Width `H` of [`EncoderOutput::h`].
+    fn hidden_size(&self) -> i64;
+    /// Latent size `D`.
+    fn latent_size(&self) -> i64;
+}
+
+/// A generative network `z → logits`.
+pub trait Decoder: std::fmt::Debug + Send {
+    /// Decodes codes `z`, `[B, D]`, to Bernoulli logits `[B, 1, 28, 28]` (`p = σ(logits)`).
+    ///
+    /// Panics if `z` is not `[B, D]`, and in training mode with `B = 1` where the decoder has a
+    /// batch-normalized dense layer (MLP with hidden layers).
+    fn forward_t(&self, z: &Tensor, train: bool) -> Tensor;
+}
+
+/// Panics unless `x` is `[B, 1, 28, 28]` (a program invariant once data is loaded).
+pub(crate) fn check_image_input(x: &Tensor, who: &str) {
+    let size = x.size();
+    assert!(
+        size.len() == 4 && size[1..] == [1, 28, 28],
+        "{who}: expected images of shape [B, 1, 28, 28], got {size:?}"
+    );
+}
+
+/// Validates `cfg`, `latent` (≥ 1), `log_sigma_offset` (finite; [`DEFAULT_LOG_SIGMA_OFFSET`] in
+/// the original) and `bn`, then builds the chosen encoder under `p`.
+///
+/// `bn` is validated for every family, although [`GatedConvEncoder`] has no BN.
+pub fn build_encoder(
+    p: &nn::Path,
+    cfg: &EncoderConfig,
+    latent: i64,
+    log_sigma_offset: f64,
+    bn: BatchNormSettings,
+) -> Result<Box<dyn Encoder>> {
+    cfg.validate()?;
+    bn.validate()?;
+    Ok(match cfg {
+        EncoderConfig::Resnet => Box::new(ResNetEncoder::new(p, latent, log_sigma_offset, bn)?),
+        EncoderConfig::GatedConv => Box::new(GatedConvEncoder::new(p, latent, log_sigma_offset)?),
+        EncoderConfig::Mlp { hidden } => {
+            Box::new(MlpEncoder::new(p, hidden, latent, log_sigma_offset, bn)?)
+        }
+    })
+}
+
+/// Validates `cfg`, `latent` (≥ 1) and `bn`, then builds the chosen decoder under `p`.
+///
+/// `bn` is validated for every family, although [`GatedConvDecoder`] has no BN.
+pub fn build_decoder(
+    p: &nn::Path,
+    cfg: &DecoderConfig,
+    latent: i64,
+    bn: BatchNormSettings,
+) -> Result<Box<dyn Decoder>> {
+    cfg.validate()?;
+    bn.validate()?;
+    Ok(match cfg {
+        DecoderConfig::Resnet => Box::new(ResNetDecoder::new(p, latent, bn)?),
+        DecoderConfig::GatedConv => Box::new(GatedConvDecoder::new(p, latent)?),
+        DecoderConfig::Mlp { hidden } => Box::new(MlpDecoder::new(p, hidden, latent, bn)?),
+    })
+}

@@ -1,0 +1,177 @@
+//! The MLP encoder and decoder, `NONCONV_ENCODER` and `NONCONV_DECODER` of the original
+//! (SEED-SPEC §3.1.3 and §3.2.3): every layer sees its input concatenated with the network's
+//! input (the image for the encoder, the code for the decoder).
+
+use tch::nn;
+use tch::Tensor;
+
+use crate::config::{validate_hidden, validate_latent, validate_offset, BatchNormSettings};
+use crate::layers::{elu, expect_rank, BatchNorm, Dense};
+use crate::{check_image_input, Decoder, Encoder, EncoderOutput, Result, IMAGE_PIXELS};
+
+/// One hidden layer `h = ELU(BN(W · concat(h, skip)))`, no bias. Paths `dense`, `bn`.
+#[derive(Debug)]
+struct HiddenLayer {
+    dense: Dense,
+    bn: BatchNorm,
+}
+
+impl HiddenLayer {
+    fn new(p: &nn::Path, input: i64, width: i64, bn: BatchNormSettings) -> Result<Self> {
+        Ok(HiddenLayer {
+            dense: Dense::new(&(p / "dense"), input, width, false)?,
+            bn: BatchNorm::new(&(p / "bn"), width, 0.0, bn)?,
+        })
+    }
+
+    fn forward_t(&self, h: &Tensor, skip: &Tensor, train: bool) -> Tensor {
+        let input = Tensor::cat(&[h, skip], 1);
+        elu(&self.bn.forward_t(&self.dense.forward(&input), train))
+    }
+}
+
+/// Builds hidden layers `hidden1`, `hidden2`, … for widths `hidden`, each seeing the previous
+/// layer's output (`first_input` wide before the first) concatenated with `skip` units.
+fn hidden_stack(
+    p: &nn::Path,
+    hidden: &[i64],
+    first_input: i64,
+    skip: i64,
+    bn: BatchNormSettings,
+) -> Result<(Vec<HiddenLayer>, i64)> {
+    let mut layers = Vec::with_capacity(hidden.len());
+    let mut prev = first_input;
+    for (i, &width) in hidden.iter().enumerate() {
+        layers.push(HiddenLayer::new(
+            &(p / format!("hidden{}", i + 1)),
+            prev + skip,
+            width,
+            bn,
+        )?);
+        prev = width;
+    }
+    Ok((layers, prev))
+}
+
+/// `NONCONV_ENCODER` (SEED-SPEC §3.1.3):
+///
+/// ```text
+/// h = x                                        (x: the flattened 784-pixel image)
+/// for width in hidden: h = ELU(BN(W · concat(h, x)))      no bias; first layer sees 1568 inputs
+/// linear_output = BN(W_out · concat(h, x))                2D units, no bias, no activation
+/// h_last = h
+/// ```
+///
+/// With `hidden` empty, `h_last = x` (784 features) and the output layer sees `concat(x, x)`.
+/// Paths: `hidden1`, `hidden2`, … (each `dense`, `bn`), `out` (`dense`, `bn`).
+#[derive(Debug)]
+pub struct MlpEncoder {
+    layers: Vec<HiddenLayer>,
+    out_dense: Dense,
+    out_bn: BatchNorm,
+    hidden_size: i64,
+    latent: i64,
+    log_sigma_offset: f64,
+}
+
+impl MlpEncoder {
+    /// Builds the encoder under `p` with hidden widths `hidden` (each at least 1; may be empty)
+    /// for latent size `latent`; `log_sigma_offset` is added to the log-std (SEED-SPEC §3.1).
+    pub fn new(
+        p: &nn::Path,
+        hidden: &[i64],
+        latent: i64,
+        log_sigma_offset: f64,
+        bn: BatchNormSettings,
+    ) -> Result<Self> {
+        validate_hidden(hidden)?;
+        validate_latent(latent)?;
+        validate_offset(log_sigma_offset)?;
+        bn.validate()?;
+        let (layers, last) = hidden_stack(p, hidden, IMAGE_PIXELS, IMAGE_PIXELS, bn)?;
+        let out = p / "out";
+        Ok(MlpEncoder {
+            layers,
+            out_dense: Dense::new(&(&out / "dense"), last + IMAGE_PIXELS, 2 * latent, false)?,
+            out_bn: BatchNorm::new(&(&out / "bn"), 2 * latent, 0.0, bn)?,
+            hidden_size: last,
+            latent,
+            log_sigma_offset,
+        })
+    }
+}
+
+impl Encoder for MlpEncoder {
+    fn forward_t(&self, x: &Tensor, train: bool) -> EncoderOutput {
+        check_image_input(x, "MlpEncoder");
+        let x = x.flatten(1, -1);
+        let mut h = x.shallow_clone();
+        for layer in &self.layers {
+            h = layer.forward_t(&h, &x, train);
+        }
+        let input = Tensor::cat(&[&h, &x], 1);
+        let out = self
+            .out_bn
+            .forward_t(&self.out_dense.forward(&input), train);
+        EncoderOutput::split(&out, self.latent, self.log_sigma_offset, h)
+    }
+
+    fn hidden_size(&self) -> i64 {
+        self.hidden_size
+    }
+
+    fn latent_size(&self) -> i64 {
+        self.latent
+    }
+}
+
+/// `NONCONV_DECODER` (SEED-SPEC §3.2.3):
+///
+/// ```text
+/// h = z
+/// for width in hidden: h = ELU(BN(W · concat(h, z)))      no bias
+/// logits = W_out · concat(h, z)                           784 outputs, no BN and no bias
+/// ```
+///
+/// Paths: `hidden1`, `hidden2`, … (each `dense`, `bn`), `logits` (weight only).
+#[derive(Debug)]
+pub struct MlpDecoder {
+    layers: Vec<HiddenLayer>,
+    logits: Dense,
+    latent: i64,
+}
+
+impl MlpDecoder {
+    /// Builds the decoder under `p` with hidden widths `hidden` (each at least 1; may be empty)
+    /// for latent size `latent`.
+    pub fn new(p: &nn::Path, hidden: &[i64], latent: i64, bn: BatchNormSettings) -> Result<Self> {
+        validate_hidden(hidden)?;
+        validate_latent(latent)?;
+        bn.validate()?;
+        let (layers, last) = hidden_stack(p, hidden, latent, latent, bn)?;
+        Ok(MlpDecoder {
+            layers,
+            logits: Dense::new(&(p / "logits"), last + latent, IMAGE_PIXELS, false)?,
+            latent,
+        })
+    }
+}
+
+impl Decoder for MlpDecoder {
+    fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
+        expect_rank(z, 2, "MlpDecoder input z");
+        assert_eq!(
+            z.size()[1],
+            self.latent,
+            "MlpDecoder: expected z of shape [B, {}], got {:?}",
+            self.latent,
+            z.size()
+        );
+        let mut h = z.shallow_clone();
+        for layer in &self.layers {
+            h = layer.forward_t(&h, z, train);
+        }
+        let input = Tensor::cat(&[&h, z], 1);
+        self.logits.forward(&input).view([-1, 1, 28, 28])
+    }
+}
