@@ -1,0 +1,292 @@
+//! Flow and batch-norm settings, serde-ready, with the original's defaults (SEED-SPEC §3.4.4).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which flow refines the posterior (the original's `flow_type`, SEED-SPEC §3.4).
+///
+/// "No flow" (`flow_params = None`) is not a kind: callers hold an `Option<FlowConfig>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    /// The gated IAF (`"IAF"`), or its shift-only variant when
+    /// [`FlowConfig::shift_only`] is set.
+    Iaf,
+    /// `layers` identity layers (`"IDENTITY_FLOW"`): output = input, log-det = 0. A debugging
+    /// aid with no parameters; it consumes no context (fixes D21).
+    Identity,
+}
+
+/// How each cMADE receives the context vector (SEED-SPEC §3.4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextMode {
+    /// (a), the original's default (`cmade_context_SNF_like = True`): the context is added,
+    /// unprojected, after the first masked layer's BN and ELU. Requires
+    /// `context_size == hidden[0]`.
+    SnfLike,
+    /// (b), as in the IAF paper: an unmasked, bias-free `W_c c` (`context_size → hidden[0]`, per
+    /// flow layer) is added to the first masked layer's output before its BN.
+    Linear,
+}
+
+/// Flow hyperparameters. Defaults are the original's (SEED-SPEC §3.4.4).
+///
+/// ```
+/// let cfg = vae_flows::FlowConfig { batch_norm: false, ..Default::default() };
+/// assert_eq!(cfg.layers, 8);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// `flow_type` (§3.4). Default [`FlowKind::Iaf`].
+    pub kind: FlowKind,
+    /// `flow_layers`: number of flow steps (§3.4.4). Default 8.
+    pub layers: usize,
+    /// `cmade_hidden_layers`: hidden widths of every cMADE (§3.4.1). Default `[1920, 1920]`.
+    /// Consecutive widths in `[D] + hidden + [D]` must divide each other; multiples of `D`
+    /// always give autoregressive masks.
+    pub hidden: Vec<i64>,
+    /// `cmade_batchnorm`: BN after every masked layer, no biases (§3.4.2). Default `true`.
+    pub batch_norm: bool,
+    /// `cmade_context_SNF_like` (§3.4.2). Default [`ContextMode::SnfLike`].
+    pub context: ContextMode,
+    /// `context_size`: width of the context vector fed to every step; 0 means no context (§3.1,
+    /// §3.4.4). Default 1920.
+    pub context_size: i64,
+    /// `flow_shift_only`: `z' = z + m` with log-det 0; the `s` head is not built (§3.4.3).
+    /// Default `false`.
+    pub shift_only: bool,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            kind: FlowKind::Iaf,
+            layers: 8,
+            hidden: vec![1920, 1920],
+            batch_norm: true,
+            context: ContextMode::SnfLike,
+            context_size: 1920,
+            shift_only: false,
+        }
+    }
+}
+
+impl FlowConfig {
+    /// Checks the fields that do not depend on the latent size. Mask divisibility needs `D` and is
+    /// checked by [`crate::Flow::new`] (through [`crate::made_masks`]).
+    ///
+    /// For [`FlowKind::Identity`] only `context_size >= 0` is checked: nothing else is used.
+    pub fn validate(&self) -> Result<()> {
+        if self.context_size < 0 {
+            return Err(Error::InvalidConfig {
+                field: "context_size",
+                value: self.context_size.to_string(),
+                expected: "0 (no context) or a positive width",
+            });
+        }
+        if self.kind == FlowKind::Identity {
+            return Ok(());
+        }
+        if self.layers == 0 {
+            return Err(Error::InvalidConfig {
+                field: "layers",
+                value: "0".into(),
+                expected: "at least one IAF layer (use no flow, or `kind: identity`)",
+            });
+        }
+        if self.hidden.is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "hidden",
+                value: "[]".into(),
+                expected: "at least one hidden cMADE width",
+            });
+        }
+        if self.hidden.iter().any(|&h| h <= 0) {
+            return Err(Error::InvalidConfig {
+                field: "hidden",
+                value: format!("{:?}", self.hidden),
+                expected: "positive widths",
+            });
+        }
+        if self.context_size > 0
+            && self.context == ContextMode::SnfLike
+            && self.context_size != self.hidden[0]
+        {
+            return Err(Error::SnfContextSize {
+                context_size: self.context_size,
+                first_hidden: self.hidden[0],
+            });
+        }
+        Ok(())
+    }
+
+    /// The cMADE widths `[D] + hidden + [D]` for latent size `latent`.
+    pub fn units(&self, latent: i64) -> Vec<usize> {
+        std::iter::once(latent)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(latent))
+            .map(|u| u.max(0) as usize)
+            .collect()
+    }
+
+    /// Whether the flow's steps consume a context vector.
+    pub fn uses_context(&self) -> bool {
+        self.kind == FlowKind::Iaf && self.context_size > 0
+    }
+
+    /// Trainable parameters of one IAF step for latent size `latent`, counted from the layer
+    /// list: every masked weight matrix in full (the masked-out entries are stored, as in the
+    /// original), BN γ and β but not the running statistics (SEED-SPEC §3.3). 0 for the identity
+    /// flow. Meaningful for a config that passes [`validate`](Self::validate).
+    ///
+    /// The default config with `D = 64` gives 4 062 976.
+    pub fn parameters_per_layer(&self, latent: i64) -> i64 {
+        if self.kind == FlowKind::Identity {
+            return 0;
+        }
+        // Per output unit of a masked layer: BN has γ and β, no BN has a bias.
+        let per_unit = if self.batch_norm { 2 } else { 1 };
+        let units = self.units(latent);
+        let hidden_layers = &units[..units.len() - 1];
+        let mut n: i64 = hidden_layers
+            .windows(2)
+            .map(|p| (p[0] * p[1]) as i64 + per_unit * p[1] as i64)
+            .sum();
+        if self.context == ContextMode::Linear && self.context_size > 0 {
+            n += self.context_size * self.hidden[0];
+        }
+        let last_hidden = *self.hidden.last().unwrap_or(&0);
+        let heads = if self.shift_only { 1 } else { 2 };
+        n + heads * (last_hidden * latent + per_unit * latent)
+    }
+
+    /// Trainable parameters of the whole flow: `layers` × [`parameters_per_layer`]. The default
+    /// config with `D = 64` gives 32 503 808 (SEED-SPEC §3.3).
+    ///
+    /// [`parameters_per_layer`]: Self::parameters_per_layer
+    pub fn parameter_count(&self, latent: i64) -> i64 {
+        self.parameters_per_layer(latent) * self.layers as i64
+    }
+}
+
+/// Batch-norm settings shared by every BN layer in the flow and the context predictor
+/// (SEED-SPEC §2.1). The original uses TF-contrib BN with decay 0.999 and ε = 1e-3.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchNormSettings {
+    /// Running-average momentum in PyTorch's convention, `moving = (1 − m)·moving + m·batch`.
+    /// TF decay 0.999 is momentum 0.001 (shared/TOOLCHAIN.md §5). Default 0.001.
+    pub momentum: f64,
+    /// ε added to the variance. Default 1e-3.
+    pub eps: f64,
+}
+
+impl Default for BatchNormSettings {
+    fn default() -> Self {
+        BatchNormSettings {
+            momentum: 0.001,
+            eps: 1e-3,
+        }
+    }
+}
+
+impl BatchNormSettings {
+    /// Checks `0 ≤ momentum ≤ 1` and `eps > 0`.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::InvalidConfig {
+                field: "batch_norm.momentum",
+                value: self.momentum.to_string(),
+                expected: "a value in [0, 1] (PyTorch convention; TF decay 0.999 = 0.001)",
+            });
+        }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(Error::InvalidConfig {
+                field: "batch_norm.eps",
+                value: self.eps.to_string(),
+                expected: "a positive, finite value",
+            });
+        }
+        Ok(())
+    }
+
+    /// The tch config: γ starts at 1 (tch's default would be Uniform(0, 1)) and β at `beta_init`.
+    pub(crate) fn tch_config(self, beta_init: f64) -> tch::nn::BatchNormConfig {
+        tch::nn::BatchNormConfig {
+            cudnn_enabled: true,
+            eps: self.eps,
+            momentum: self.momentum,
+            affine: true,
+            ws_init: tch::nn::Init::Const(1.0),
+            bs_init: tch::nn::Init::Const(beta_init),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let cfg = FlowConfig::default();
+        assert_eq!(cfg.kind, FlowKind::Iaf);
+        assert_eq!(cfg.layers, 8);
+        assert_eq!(cfg.hidden, [1920, 1920]);
+        assert!(cfg.batch_norm && !cfg.shift_only);
+        assert_eq!(cfg.context, ContextMode::SnfLike);
+        assert_eq!(cfg.context_size, 1920);
+        cfg.validate().unwrap();
+        assert_eq!(BatchNormSettings::default().momentum, 0.001);
+        assert_eq!(BatchNormSettings::default().eps, 1e-3);
+    }
+
+    #[test]
+    fn json_round_trips_with_snake_case_names() {
+        let cfg = FlowConfig {
+            kind: FlowKind::Identity,
+            context: ContextMode::Linear,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(
+            json.contains("\"identity\"") && json.contains("\"linear\""),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<FlowConfig>(&json).unwrap(), cfg);
+        let partial: FlowConfig =
+            serde_json::from_str(r#"{"context": "snf_like", "layers": 2}"#).unwrap();
+        assert_eq!(
+            partial,
+            FlowConfig {
+                layers: 2,
+                ..Default::default()
+            }
+        );
+        let bn: BatchNormSettings = serde_json::from_str(r#"{"eps": 1e-5}"#).unwrap();
+        assert_eq!(bn.momentum, 0.001);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<FlowConfig>(r#"{"layer": 2}"#).unwrap_err();
+        assert!(err.to_string().contains("layer"), "{err}");
+        assert!(serde_json::from_str::<BatchNormSettings>(r#"{"decay": 0.999}"#).is_err());
+        assert!(serde_json::from_str::<FlowConfig>(r#"{"kind": "IAF"}"#).is_err());
+    }
+
+    #[test]
+    fn identity_ignores_the_iaf_fields() {
+        let cfg = FlowConfig {
+            kind: FlowKind::Identity,
+            hidden: vec![],
+            layers: 0,
+            ..Default::default()
+        };
+        cfg.validate().unwrap();
+        assert!(!cfg.uses_context());
+    }
+}

@@ -1,0 +1,82 @@
+//! The crate's one error type.
+
+use crate::mask::MaskOrder;
+
+/// Everything that can go wrong while building masks, a cMADE, a flow or a context predictor.
+///
+/// Every variant carries the offending numbers, so a message says what to change in the config.
+/// Forward passes do not return errors: by then shapes are program invariants and a mismatch
+/// panics with the expected and actual sizes (shared/STYLE.md item 5).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two consecutive cMADE widths do not divide each other (SEED-SPEC §3.4.1, divisibility rule).
+    #[error(
+        "cMADE widths {n_in} and {n_out} (mask {layer}) don't evenly divide each other: the larger \
+         must be an integer multiple of the smaller to construct suitable masks"
+    )]
+    Indivisible {
+        /// Index of the mask (0 = latent to first hidden layer).
+        layer: usize,
+        /// Width feeding the mask.
+        n_in: usize,
+        /// Width fed by the mask.
+        n_out: usize,
+    },
+    /// The masks built for `units` are not strictly triangular, so the flow would not be
+    /// autoregressive. The original checks this at build time too (SEED-SPEC §3.4.1); it happens
+    /// for pairwise-divisible widths whose hidden sizes are not multiples of the latent size,
+    /// e.g. `[64, 32, 64, 64]`.
+    #[error(
+        "cMADE widths {units:?} give non-autoregressive {order:?} masks: output {output} depends \
+         on input {input}; use hidden widths that are multiples of the latent size"
+    )]
+    NotAutoregressive {
+        /// The widths `[D, h1, .., D]`.
+        units: Vec<usize>,
+        /// The order whose masks failed.
+        order: MaskOrder,
+        /// A latent input that reaches `output` although it must not.
+        input: usize,
+        /// The latent output.
+        output: usize,
+    },
+    /// SNF-like context is added unprojected to the first hidden layer, so both widths must match
+    /// (SEED-SPEC §3.4.2 (a); the original asserts the same).
+    #[error(
+        "SNF-like context needs context_size == first cMADE hidden width, got context_size \
+         {context_size} and hidden[0] = {first_hidden}; set them equal or use `context: linear`"
+    )]
+    SnfContextSize {
+        /// The configured context size.
+        context_size: i64,
+        /// The first hidden width of the cMADE.
+        first_hidden: i64,
+    },
+    /// Two masks whose widths do not chain were multiplied.
+    #[error(
+        "cannot chain masks: the left one has {left_out} outputs, the right one {right_in} inputs"
+    )]
+    MaskShapes {
+        /// Outputs of the left mask.
+        left_out: usize,
+        /// Inputs of the right mask.
+        right_in: usize,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid flow setting `{field}` = {value}: {expected}")]
+    InvalidConfig {
+        /// The field name, as in the config file.
+        field: &'static str,
+        /// The bad value, printed.
+        value: String,
+        /// What would be valid.
+        expected: &'static str,
+    },
+    /// A tensor operation failed while creating variables (device unavailable, out of memory).
+    #[error("tensor error: {0}")]
+    Tch(#[from] tch::TchError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
