@@ -1,0 +1,394 @@
+//! Reference models whose `log p(x)` is known exactly, for testing estimators.
+//!
+//! - [`LinearGaussian`]: `z ~ N(0, I_D)`, `x | z ~ N(W z + b, σ² I_P)`. Closed forms for `log p(x)`,
+//!   the posterior, and the ELBO of its Gaussian proposal.
+//! - [`BernoulliLogistic`]: `z ~ N(0, I_D)` with `D ∈ {1, 2}`, `x_p | z ~ Bernoulli(σ(W z + b)_p)`,
+//!   as a VAE decoder but linear. `log p(x)` by dense quadrature on a grid.
+//!
+//! Both implement [`LatentModel`] with a deliberately imperfect (tunable) proposal, so that the
+//! estimators have something to correct. They live in the library, not only in tests, so that the
+//! runnable example and downstream self-checks can use them.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::{standard_normal_log_density, LatentModel, LN_2PI};
+
+/// The proposal of [`LinearGaussian`]: the exact posterior `N(m, Σ)`, distorted.
+///
+/// `q = N(m + mean_shift · 1, scale² Σ)` if `full_covariance`, built as the identity base
+/// `N(0, I)` followed by the affine flow `z = scale · chol(Σ) z0 + m + mean_shift`; otherwise
+/// `q = N(m + mean_shift · 1, scale² diag Σ)` as a Gaussian base with the identity flow.
+/// [`Proposal::EXACT`] is the exact posterior.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Proposal {
+    /// Added to every coordinate of the posterior mean.
+    pub mean_shift: f64,
+    /// Multiplies the posterior standard deviations.
+    pub scale: f64,
+    /// Keep the posterior correlations (through the affine flow) or drop them (diagonal base).
+    pub full_covariance: bool,
+}
+
+impl Proposal {
+    /// The exact posterior, through the flow: every importance weight equals `p(x)`.
+    pub const EXACT: Proposal = Proposal {
+        mean_shift: 0.0,
+        scale: 1.0,
+        full_covariance: true,
+    };
+}
+
+/// A linear-Gaussian latent model (probabilistic PCA / factor analysis), `P` observed and `D`
+/// latent dimensions: `log p(x) = log N(x; b, W Wᵀ + σ² I)`.
+#[derive(Debug)]
+pub struct LinearGaussian {
+    /// `[P, D]`, in the model's kind.
+    w: Tensor,
+    /// `[P]`.
+    b: Tensor,
+    sigma: f64,
+    proposal: Proposal,
+    /// f64 copies on the CPU for the closed forms.
+    w64: Tensor,
+    b64: Tensor,
+    /// Posterior covariance `Σ = (I + WᵀW / σ²)⁻¹`, `[D, D]`, f64, CPU.
+    post_cov: Tensor,
+    /// `Σ Wᵀ / σ²`, `[D, P]`, f64, CPU: the posterior mean is `gain (x − b)`.
+    gain: Tensor,
+    /// The proposal's flow matrix `scale · chol(Σ)`, `[D, D]`, model kind and device.
+    flow_matrix: Tensor,
+    /// `log |det flow_matrix|`.
+    flow_log_det: f64,
+    /// The diagonal base's `log_sigma`, `[D]`, model kind and device.
+    diag_log_sigma: Tensor,
+}
+
+/// What [`LinearGaussian::encode`](LatentModel::encode) computes: the proposal's mean, `[B, D]`.
+#[derive(Debug)]
+pub struct LinearGaussianPosterior {
+    mean: Tensor,
+}
+
+impl LinearGaussian {
+    /// A model from `w` (`[P, D]`) and `b` (`[P]`), any float kind on any device (the model
+    /// computes in f32 on that device), observation noise `sigma > 0`, and a proposal.
+    pub fn new(w: &Tensor, b: &Tensor, sigma: f64, proposal: Proposal) -> Self {
+        let device = w.device();
+        let w64 = w.to_kind(Kind::Double).to_device(Device::Cpu);
+        let b64 = b.to_kind(Kind::Double).to_device(Device::Cpu);
+        let d = w64.size()[1];
+        let precision =
+            Tensor::eye(d, (Kind::Double, Device::Cpu)) + w64.tr().matmul(&w64) / (sigma * sigma);
+        let post_cov = precision.inverse();
+        let post_cov = (&post_cov + post_cov.tr()) * 0.5;
+        let gain = post_cov.matmul(&w64.tr()) / (sigma * sigma);
+        let flow64 = post_cov.linalg_cholesky(false) * proposal.scale;
+        let flow_log_det = flow64
+            .diagonal(0, 0, 1)
+            .log()
+            .sum(Kind::Double)
+            .double_value(&[]);
+        let diag_log_sigma = (post_cov.diagonal(0, 0, 1).sqrt() * proposal.scale).log();
+        let on = |t: &Tensor| t.to_kind(Kind::Float).to_device(device);
+        LinearGaussian {
+            w: on(&w64),
+            b: on(&b64),
+            sigma,
+            proposal,
+            flow_matrix: on(&flow64),
+            flow_log_det,
+            diag_log_sigma: on(&diag_log_sigma),
+            w64,
+            b64,
+            post_cov,
+            gain,
+        }
+    }
+
+    /// A model with `W` entries `N(0, w_scale²)` and `b` entries `N(0, 1)`, drawn from tch's
+    /// generator seeded with `seed`, on the CPU.
+    pub fn random(p: i64, d: i64, w_scale: f64, sigma: f64, seed: i64, proposal: Proposal) -> Self {
+        let (w, b) = {
+            let _rng = crate::rng_guard();
+            tch::manual_seed(seed);
+            let opts = (Kind::Double, Device::Cpu);
+            (
+                Tensor::randn([p, d], opts) * w_scale,
+                Tensor::randn([p], opts),
+            )
+        };
+        Self::new(&w, &b, sigma, proposal)
+    }
+
+    /// The same model computing on `device` (the closed forms stay on the CPU in f64).
+    pub fn to_device(&self, device: Device) -> Self {
+        Self::new(
+            &self.w64.to_device(device),
+            &self.b64.to_device(device),
+            self.sigma,
+            self.proposal,
+        )
+    }
+
+    /// Exact posterior mean `Σ Wᵀ (x − b) / σ²`, `[B, D]`, f64, CPU.
+    pub fn posterior_mean(&self, x: &Tensor) -> Tensor {
+        let r = x.to_kind(Kind::Double).to_device(Device::Cpu) - &self.b64;
+        r.matmul(&self.gain.tr())
+    }
+
+    /// Exact posterior covariance `(I + WᵀW / σ²)⁻¹`, `[D, D]`, f64, CPU.
+    pub fn posterior_covariance(&self) -> Tensor {
+        self.post_cov.shallow_clone()
+    }
+
+    /// Exact `log p(x) = log N(x; b, W Wᵀ + σ² I)` for `x` `[B, P]`, nats.
+    pub fn log_px(&self, x: &Tensor) -> Vec<f64> {
+        let p = self.w64.size()[0];
+        let cov = self.w64.matmul(&self.w64.tr())
+            + Tensor::eye(p, (Kind::Double, Device::Cpu)) * (self.sigma * self.sigma);
+        let chol = cov.linalg_cholesky(false);
+        let r = x.to_kind(Kind::Double).to_device(Device::Cpu) - &self.b64; // [B, P]
+                                                                            // Solve L u = rᵀ: the Mahalanobis term is |u|².
+        let u = Tensor::linalg_solve_triangular(&chol, &r.tr(), false, true, false);
+        let maha = u.square().sum_dim_intlist(0, false, Kind::Double);
+        let log_det = chol.diagonal(0, 0, 1).log().sum(Kind::Double) * 2.0;
+        let lp = (maha + log_det + LN_2PI * p as f64) * -0.5;
+        Vec::<f64>::try_from(&lp).expect("a [B] f64 tensor")
+    }
+
+    /// Exact ELBO `E_q[log p(x, z) − log q(z | x)]` of the model's proposal, for `x` `[B, P]`, nats.
+    pub fn elbo(&self, x: &Tensor) -> Vec<f64> {
+        let (p, d) = (self.w64.size()[0], self.w64.size()[1]);
+        let pr = self.proposal;
+        let m = self.posterior_mean(x) + pr.mean_shift; // [B, D]
+        let cov = if pr.full_covariance {
+            &self.post_cov * (pr.scale * pr.scale)
+        } else {
+            self.post_cov.diagonal(0, 0, 1).diag_embed(0, 0, 1) * (pr.scale * pr.scale)
+        };
+        let tr_s = cov.trace().double_value(&[]);
+        let tr_wsw = self
+            .w64
+            .matmul(&cov)
+            .matmul(&self.w64.tr())
+            .trace()
+            .double_value(&[]);
+        let log_det_s = cov.logdet().double_value(&[]);
+        let x64 = x.to_kind(Kind::Double).to_device(Device::Cpu);
+        let resid = (x64 - &self.b64 - m.matmul(&self.w64.tr()))
+            .square()
+            .sum_dim_intlist(1, false, Kind::Double);
+        let m2 = m.square().sum_dim_intlist(1, false, Kind::Double);
+        let s2 = self.sigma * self.sigma;
+        let e_log_prior = (m2 + tr_s) * -0.5 - 0.5 * LN_2PI * d as f64;
+        let e_log_lik = (resid + tr_wsw) * (-0.5 / s2) - 0.5 * p as f64 * (LN_2PI + s2.ln());
+        let entropy = 0.5 * d as f64 * (1.0 + LN_2PI) + 0.5 * log_det_s;
+        let elbo = e_log_prior + e_log_lik + entropy;
+        Vec::<f64>::try_from(&elbo).expect("a [B] f64 tensor")
+    }
+
+    /// `(x − W z − b) / σ²` for `z` `[S, B, D]`, `x` `[B, P]`: `[S, B, P]`.
+    fn scaled_residual(&self, x: &Tensor, z: &Tensor) -> Tensor {
+        (x - z.matmul(&self.w.tr()) - &self.b) / (self.sigma * self.sigma)
+    }
+}
+
+impl LatentModel for LinearGaussian {
+    type Posterior = LinearGaussianPosterior;
+
+    fn latent_dim(&self) -> i64 {
+        self.w.size()[1]
+    }
+
+    fn device(&self) -> Device {
+        self.w.device()
+    }
+
+    fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+        let p = self.w.size()[0] as f64;
+        let s2 = self.sigma * self.sigma;
+        let r = x - z.matmul(&self.w.tr()) - &self.b;
+        let log_lik = r.square().sum_dim_intlist(-1, false, Kind::Float) * (-0.5 / s2)
+            - 0.5 * p * (LN_2PI + s2.ln());
+        standard_normal_log_density(z) + log_lik
+    }
+
+    /// Closed form: `∇_z = −z + Wᵀ (x − W z − b) / σ²`.
+    fn log_joint_and_grad(&self, x: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        let grad = -z + self.scaled_residual(x, z).matmul(&self.w);
+        (self.log_joint(x, z), grad)
+    }
+
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        let mean = z.matmul(&self.w.tr()) + &self.b;
+        &mean + mean.randn_like() * self.sigma
+    }
+
+    fn encode(&self, x: &Tensor) -> LinearGaussianPosterior {
+        let mean = self.posterior_mean(x) + self.proposal.mean_shift;
+        LinearGaussianPosterior {
+            mean: mean.to_kind(Kind::Float).to_device(self.device()),
+        }
+    }
+
+    fn base(&self, posterior: &LinearGaussianPosterior) -> (Tensor, Tensor) {
+        let mean = &posterior.mean;
+        if self.proposal.full_covariance {
+            (mean.zeros_like(), mean.zeros_like())
+        } else {
+            (mean.shallow_clone(), self.diag_log_sigma.expand_as(mean))
+        }
+    }
+
+    fn flow(&self, posterior: &LinearGaussianPosterior, z0: &Tensor) -> (Tensor, Tensor) {
+        let size = z0.size();
+        let rows = &size[..size.len() - 1];
+        if self.proposal.full_covariance {
+            let z = z0.matmul(&self.flow_matrix.tr()) + &posterior.mean;
+            let log_det = Tensor::full(rows, self.flow_log_det, (z0.kind(), z0.device()));
+            (z, log_det)
+        } else {
+            (
+                z0.shallow_clone(),
+                Tensor::zeros(rows, (z0.kind(), z0.device())),
+            )
+        }
+    }
+}
+
+/// A Bernoulli decoder that is logistic-linear in the latent (exact `log p(x)` by quadrature
+/// for 1 or 2 latent dimensions):
+/// `log p(x | z) = Σ_p [x_p ℓ_p − softplus(ℓ_p)]` with `ℓ = W z + b`, prior `N(0, I)`.
+///
+/// The proposal is a Gaussian `N(mean, proposal_std² I)` whose mean comes from a linearisation
+/// (`σ(ℓ) ≈ σ(b) + W z / 4`, precision `Λ = I + WᵀW / 4`, mean `Λ⁻¹ Wᵀ (x − σ(b))`). It ignores
+/// the nonlinearity and the correlations, so it is imperfect. Because the posterior is bounded by
+/// `N(z; 0, I) / p(x)`, the importance weights have finite variance when `proposal_std² > 1/2`.
+#[derive(Debug)]
+pub struct BernoulliLogistic {
+    w: Tensor,
+    b: Tensor,
+    /// `Λ⁻¹ Wᵀ`, `[D, P]`.
+    enc_gain: Tensor,
+    /// `σ(b)`, `[P]`.
+    enc_offset: Tensor,
+    /// `log proposal_std`.
+    enc_log_sigma: f64,
+}
+
+/// What [`BernoulliLogistic::encode`](LatentModel::encode) computes.
+#[derive(Debug)]
+pub struct BernoulliPosterior {
+    mean: Tensor,
+    log_sigma: Tensor,
+}
+
+impl BernoulliLogistic {
+    /// A model from `w` (`[P, D]`, `D ∈ {1, 2}`) and `b` (`[P]`), any float kind on any device
+    /// (the model computes in f32 there; `w` is used as given, so gradient tracking on it is
+    /// kept), with the proposal's standard deviation `proposal_std`.
+    pub fn new(w: &Tensor, b: &Tensor, proposal_std: f64) -> Self {
+        let d = w.size()[1];
+        let w = w.to_kind(Kind::Float);
+        let (enc_gain, enc_offset) = tch::no_grad(|| {
+            let w = w.detach();
+            let lambda = Tensor::eye(d, (Kind::Float, w.device())) + w.tr().matmul(&w) * 0.25;
+            (
+                lambda.inverse().matmul(&w.tr()),
+                b.to_kind(Kind::Float).sigmoid(),
+            )
+        });
+        BernoulliLogistic {
+            enc_gain,
+            enc_offset,
+            enc_log_sigma: proposal_std.ln(),
+            w,
+            b: b.to_kind(Kind::Float),
+        }
+    }
+
+    /// `W` entries `N(0, w_scale²)`, `b` entries `N(0, 1)`, from tch's generator seeded with `seed`.
+    pub fn random(p: i64, d: i64, w_scale: f64, proposal_std: f64, seed: i64) -> Self {
+        let (w, b) = {
+            let _rng = crate::rng_guard();
+            tch::manual_seed(seed);
+            let opts = (Kind::Float, Device::Cpu);
+            (
+                Tensor::randn([p, d], opts) * w_scale,
+                Tensor::randn([p], opts),
+            )
+        };
+        Self::new(&w, &b, proposal_std)
+    }
+
+    /// `log p(x)` for `x` `[B, P]` by the midpoint rule on a grid of `points^D` nodes over
+    /// `[−half_width, half_width]^D`, in f64, nats.
+    ///
+    /// The integrand `p(x, z)` is smooth and decays like the prior, so with `half_width ≥ 8` the
+    /// truncation error is below `e^{−32}` relative, and the grid error falls faster than any
+    /// power of the spacing once it resolves the posterior width (check it by halving the spacing).
+    ///
+    /// Errors with [`Error::Unsupported`] for more than 2 latent dimensions.
+    pub fn log_px_quadrature(&self, x: &Tensor, half_width: f64, points: i64) -> Result<Vec<f64>> {
+        let d = self.w.size()[1];
+        if d > 2 {
+            return Err(Error::Unsupported(format!(
+                "quadrature over {d} latent dimensions (at most 2)"
+            )));
+        }
+        let h = 2.0 * half_width / points as f64;
+        let opts = (Kind::Double, Device::Cpu);
+        let axis = Tensor::arange(points, opts) * h + (h / 2.0 - half_width);
+        let grid = if d == 1 {
+            axis.unsqueeze(1)
+        } else {
+            let mesh = Tensor::meshgrid_indexing(&[&axis, &axis], "ij");
+            Tensor::stack(&[mesh[0].reshape([-1]), mesh[1].reshape([-1])], 1)
+        }; // [G, D]
+        let w = self.w.detach().to_kind(Kind::Double).to_device(Device::Cpu);
+        let b = self.b.to_kind(Kind::Double).to_device(Device::Cpu);
+        let logits = grid.matmul(&w.tr()) + b; // [G, P]
+        let log_prior = standard_normal_log_density(&grid); // [G]
+        let softplus = logits.softplus().sum_dim_intlist(1, false, Kind::Double);
+        let x64 = x.to_kind(Kind::Double).to_device(Device::Cpu); // [B, P]
+        let log_joint = x64.matmul(&logits.tr()) - softplus + log_prior; // [B, G]
+        let lp = log_joint.logsumexp(1, false) + d as f64 * h.ln();
+        Ok(Vec::<f64>::try_from(&lp)?)
+    }
+}
+
+impl LatentModel for BernoulliLogistic {
+    type Posterior = BernoulliPosterior;
+
+    fn latent_dim(&self) -> i64 {
+        self.w.size()[1]
+    }
+
+    fn device(&self) -> Device {
+        self.w.device()
+    }
+
+    fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+        let logits = z.matmul(&self.w.tr()) + &self.b; // [S, B, P]
+        let log_lik = (x * &logits - logits.softplus()).sum_dim_intlist(-1, false, Kind::Float);
+        standard_normal_log_density(z) + log_lik
+    }
+
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        (z.matmul(&self.w.tr()) + &self.b).sigmoid().bernoulli()
+    }
+
+    fn encode(&self, x: &Tensor) -> BernoulliPosterior {
+        let mean = (x.to_kind(Kind::Float) - &self.enc_offset).matmul(&self.enc_gain.tr());
+        let log_sigma = mean.full_like(self.enc_log_sigma);
+        BernoulliPosterior { mean, log_sigma }
+    }
+
+    fn base(&self, posterior: &BernoulliPosterior) -> (Tensor, Tensor) {
+        (
+            posterior.mean.shallow_clone(),
+            posterior.log_sigma.shallow_clone(),
+        )
+    }
+}
