@@ -1,49 +1,12 @@
 //! End-to-end tests of `vae data`, run against the built binary (a `vae-cli` integration test).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn vae(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vae"))
-        .args(args)
-        .env("FLOWVAE_DATA", data)
-        .output()
-        .expect("the vae binary runs")
-}
+use common::{stderr, vae};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Writes a tiny MNIST-shaped dataset: 30 training and 10 test images of one grey level each.
-fn tiny_dataset(dir: &Path) {
-    let d = dir.join("mnist");
-    std::fs::create_dir_all(&d).unwrap();
-    let idx = |dims: &[u32], data: Vec<u8>| {
-        let mut out = vec![0, 0, 8, dims.len() as u8];
-        dims.iter()
-            .for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
-        out.extend(data);
-        out
-    };
-    let images = |n: usize| {
-        (0..n)
-            .flat_map(|i| vec![(i * 8) as u8; 784])
-            .collect::<Vec<u8>>()
-    };
-    let labels = |n: usize| (0..n).map(|i| (i % 10) as u8).collect::<Vec<u8>>();
-    std::fs::write(
-        d.join("train-images-idx3-ubyte"),
-        idx(&[30, 28, 28], images(30)),
-    )
-    .unwrap();
-    std::fs::write(d.join("train-labels-idx1-ubyte"), idx(&[30], labels(30))).unwrap();
-    std::fs::write(
-        d.join("t10k-images-idx3-ubyte"),
-        idx(&[10, 28, 28], images(10)),
-    )
-    .unwrap();
-    std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx(&[10], labels(10))).unwrap();
+/// 30 training and 10 test images; test image `i` has label `i % 10`.
+fn tiny_dataset(dir: &std::path::Path) {
+    common::tiny_dataset(dir, 30, 10);
 }
 
 #[test]
@@ -62,9 +25,11 @@ fn info_reports_counts_means_and_labels_as_json() {
         v["splits"]["test"]["label_counts"],
         serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
     );
-    // Test image i has grey level 8 i / 255: the mean is 8 * 4.5 / 255.
+    // The mean of the written test file's pixel bytes, divided by 255.
+    let bytes = std::fs::read(dir.path().join("mnist/t10k-images-idx3-ubyte")).unwrap();
+    let want = bytes[16..].iter().map(|&b| b as f64).sum::<f64>() / (7840.0 * 255.0);
     let mean = v["splits"]["test"]["mean_pixel"].as_f64().unwrap();
-    assert!((mean - 36.0 / 255.0).abs() < 1e-12, "{mean}");
+    assert!((mean - want).abs() < 1e-12, "{mean} vs {want}");
 }
 
 #[test]

@@ -34,3 +34,18 @@ pub fn link_libtorch(cuda: bool) {
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
 }
+
+/// Sets `FLOWVAE_LIBTORCH_VERSION` for the crate being built (from libtorch's `version.py`), so a
+/// binary can record which libtorch it was linked against; "unknown" when it cannot be read.
+pub fn emit_libtorch_version() {
+    let version = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(PathBuf::from)
+        .and_then(|lib| std::fs::read_to_string(lib.parent()?.join("version.py")).ok())
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__ = '"))
+                .map(|v| v.trim_end_matches('\'').to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=FLOWVAE_LIBTORCH_VERSION={version}");
+}

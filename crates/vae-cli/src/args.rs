@@ -20,6 +20,117 @@ pub enum Command {
     /// Inspect the installed datasets
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a flow-VAE from a config file, or resume a run
+    Train(TrainArgs),
+    /// Estimate the log-likelihood of a trained run (IS, AIS or BDMC)
+    Eval(EvalArgs),
+}
+
+/// Log-likelihood estimators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalMethod {
+    /// Importance sampling with the flow posterior as proposal
+    Is,
+    /// Annealed importance sampling with HMC transitions
+    Ais,
+    /// Bidirectional Monte Carlo on data simulated from the model: AIS lower and reverse-AIS upper bounds
+    Bdmc,
+}
+
+/// Where AIS chains start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalStart {
+    /// The prior N(0, I)
+    Prior,
+    /// The encoder's Gaussian base q0(z|x)
+    Base,
+    /// The full flow posterior q(z|x), annealing in the flow's base space
+    Posterior,
+}
+
+/// `vae eval`
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run folder written by `vae train`
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Which checkpoint: best or last
+    #[arg(long, default_value = "best")]
+    pub checkpoint: String,
+    /// Estimator
+    #[arg(long, value_enum, default_value = "is")]
+    pub method: EvalMethod,
+    /// IS: importance samples per image
+    #[arg(long, default_value_t = 1000)]
+    pub k: usize,
+    /// AIS/BDMC: annealing steps (schedule points)
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// AIS/BDMC: chains per image
+    #[arg(long, default_value_t = 8)]
+    pub chains: usize,
+    /// AIS/BDMC: leapfrog steps per HMC move
+    #[arg(long, default_value_t = 10)]
+    pub leapfrog: usize,
+    /// AIS/BDMC: start distribution
+    #[arg(long, value_enum, default_value = "prior")]
+    pub start: EvalStart,
+    /// Split to evaluate: train, validation or test (fixed binarization)
+    #[arg(long, default_value = "test")]
+    pub split: SplitKind,
+    /// Evaluate only the first N images of the split
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Summary JSON [default: DIR/eval-<method>-<split>.json]; the CSV goes beside it
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Seed of the estimator's noise
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// IS memory budget: most samples x images per forward pass
+    #[arg(long, default_value_t = 20_000)]
+    pub max_rows: usize,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch threads
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `vae train`
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Run config (JSON); see configs/ for examples
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override a config value, e.g. --set train.epochs=10 --set model.flow=null (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run folder [default: runs/<name>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (same warm-up, LR, step and data order)
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Resume even though --config/--set differ from the run's config
+    #[arg(long)]
+    pub force: bool,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch threads [default: libtorch's choice, one per core]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop (with a checkpoint) after this many optimizer steps in total
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `vae data ...`

@@ -4,7 +4,12 @@
 use std::process::ExitCode;
 
 mod args;
+mod config;
 mod data_cmd;
+mod eval_cmd;
+mod pictures;
+mod run_dir;
+mod train_cmd;
 
 fn main() -> ExitCode {
     match run(args::parse()) {
@@ -19,5 +24,7 @@ fn main() -> ExitCode {
 fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Data(cmd) => data_cmd::run(cmd),
+        args::Command::Train(a) => train_cmd::run(a),
+        args::Command::Eval(a) => eval_cmd::run(a),
     }
 }

@@ -1,0 +1,201 @@
+//! The run config a user edits: JSON composed of the library configs, with `--set` overrides.
+//!
+//! Unknown keys are rejected at every level; a bad value gets a message naming the file, the key,
+//! the value and what would be valid.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use vae_model::{DataConfig, ExperimentConfig, ModelConfig, TrainConfig};
+
+/// How often a run writes checkpoints and pictures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Write `checkpoints/last.safetensors` every this many epochs (and at the end).
+    pub checkpoint_every: usize,
+    /// Write `samples.png` and `reconstructions.png` every this many epochs (and at the end).
+    pub images_every: usize,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            checkpoint_every: 10,
+            images_every: 10,
+        }
+    }
+}
+
+/// The final evaluation a run asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalEvalConfig {
+    /// Importance samples per test image for the NLL (`num_is_samples_nll`, 1000).
+    pub is_samples: i64,
+}
+
+impl Default for FinalEvalConfig {
+    fn default() -> Self {
+        FinalEvalConfig { is_samples: 1000 }
+    }
+}
+
+/// A whole run: what `vae train --config` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name; the default output folder is `runs/<name>`.
+    pub name: String,
+    /// Data settings.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Architecture.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Checkpoint and picture cadence.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Final evaluation.
+    #[serde(default)]
+    pub eval: FinalEvalConfig,
+}
+
+impl RunConfig {
+    /// The part the trainer takes.
+    pub fn experiment(&self) -> ExperimentConfig {
+        ExperimentConfig {
+            data: self.data.clone(),
+            model: self.model.clone(),
+            train: self.train.clone(),
+        }
+    }
+
+    /// Reads `path`, applies `key=value` overrides, and checks every value.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("config {} is not valid JSON", path.display()))?;
+        Self::from_value(value, overrides).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Builds a config from JSON plus overrides.
+    pub fn from_value(mut value: serde_json::Value, overrides: &[String]) -> Result<RunConfig> {
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let cfg: RunConfig = serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the libraries would otherwise reject later (or not at all).
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains('/') {
+            bail!(
+                "invalid config value `name` = {:?}: expected a non-empty name without `/`",
+                self.name
+            );
+        }
+        if self.logging.checkpoint_every == 0 {
+            bail!("invalid config value `logging.checkpoint_every` = 0: expected an integer >= 1");
+        }
+        if self.logging.images_every == 0 {
+            bail!("invalid config value `logging.images_every` = 0: expected an integer >= 1");
+        }
+        if self.eval.is_samples < 1 {
+            bail!(
+                "invalid config value `eval.is_samples` = {}: expected an integer >= 1",
+                self.eval.is_samples
+            );
+        }
+        self.experiment().validate()?;
+        Ok(())
+    }
+}
+
+/// Applies one `a.b.c=value` override; `value` is JSON when it parses, else a string.
+fn apply_override(root: &mut serde_json::Value, spec: &str) -> Result<()> {
+    let Some((key, raw)) = spec.split_once('=') else {
+        bail!("--set {spec:?}: expected key=value, e.g. --set train.epochs=10");
+    };
+    let value =
+        serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let obj = match node {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => {
+                *node = serde_json::Value::Object(Default::default());
+                node.as_object_mut().expect("just made an object")
+            }
+            _ => bail!("--set {key}: `{}` is not an object", parts[..i].join(".")),
+        };
+        if i + 1 == parts.len() {
+            obj.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = obj
+            .entry(part.to_string())
+            .or_insert(serde_json::Value::Null);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({"name": "t", "train": {"epochs": 3}})
+    }
+
+    #[test]
+    fn overrides_set_nested_values() {
+        let cfg = RunConfig::from_value(
+            base(),
+            &["train.epochs=7".into(), "model.flow.layers=2".into()],
+        )
+        .unwrap();
+        assert_eq!(cfg.train.epochs, 7);
+        assert_eq!(cfg.model.flow.unwrap().layers, 2);
+        let cfg = RunConfig::from_value(base(), &["model.flow=null".into()]).unwrap();
+        assert!(cfg.model.flow.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = RunConfig::from_value(base(), &["train.epoch=7".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+        let err = RunConfig::from_value(base(), &["train.batch_size=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid config value `train.batch_size` = 0: expected an integer >= 1"
+        );
+        let err = RunConfig::from_value(base(), &["train.learning_rate=-1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`train.learning_rate` = -1"), "{err}");
+        let err = RunConfig::from_value(base(), &["data.dataset=cifar".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown variant `cifar`, expected `mnist` or `fashion-mnist`"),
+            "{err}"
+        );
+        let err = RunConfig::from_value(base(), &["nokey".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected key=value"), "{err}");
+    }
+}

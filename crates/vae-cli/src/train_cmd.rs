@@ -1,0 +1,367 @@
+//! `vae train`: trains a run, with progress bars, logs, TensorBoard curves, pictures,
+//! checkpoints, Ctrl-C handling and exact resumption.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tch::{Device, Tensor};
+use tensorboard_rs::summary_writer::SummaryWriter;
+use vae_data::{default_data_dir, Dataset, SplitConfig, SplitKind};
+use vae_model::{EpochOutcome, EpochReport, Trainer};
+
+use crate::args::TrainArgs;
+use crate::config::RunConfig;
+use crate::pictures;
+use crate::run_dir::{git_commit, now, write_json, RunDir};
+
+/// Parses `cpu`, `cuda` or `cuda:N` and checks that the device exists.
+pub fn device(name: &str) -> Result<Device> {
+    let d = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => n,
+            None => bail!("unknown device `{other}`: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if !tch::Cuda::is_available() {
+        bail!(
+            "--device {name}: no CUDA device is available (this machine has no usable GPU, or \
+             this binary was built without the `cuda` feature); use --device cpu"
+        );
+    }
+    let count = tch::Cuda::device_count() as usize;
+    if d >= count {
+        bail!("--device {name}: only {count} CUDA device(s) are visible");
+    }
+    Ok(Device::Cuda(d))
+}
+
+/// Lists the dotted paths where two JSON values differ.
+pub fn json_differences(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = serde_json::Value::Null;
+                json_differences(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &p,
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+/// The run's config and folder, new or resumed.
+fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
+    if let Some(dir) = &args.resume {
+        let run = RunDir { root: dir.clone() };
+        let saved_path = run.config();
+        let saved = RunConfig::load(&saved_path, &[])
+            .with_context(|| format!("--resume {}: reading the run's config", dir.display()))?;
+        let wanted = match &args.config {
+            Some(path) => RunConfig::load(path, &args.set)?,
+            None => RunConfig::from_value(serde_json::to_value(&saved)?, &args.set)?,
+        };
+        let mut diffs = Vec::new();
+        json_differences(
+            &serde_json::to_value(&saved)?,
+            &serde_json::to_value(&wanted)?,
+            "",
+            &mut diffs,
+        );
+        // Extending a finished run is the one change that cannot alter what was computed.
+        diffs.retain(|d| !d.starts_with("train.epochs:"));
+        if !diffs.is_empty() && !args.force {
+            bail!(
+                "--resume {}: the config differs from the run's ({}); pass --force to resume anyway",
+                dir.display(),
+                diffs.join("; ")
+            );
+        }
+        if !run.checkpoint("last").exists() {
+            bail!(
+                "--resume {}: no checkpoint {} (the run stopped before its first checkpoint; start it again)",
+                dir.display(),
+                run.checkpoint("last").display()
+            );
+        }
+        return Ok((wanted, run, true));
+    }
+    let Some(path) = &args.config else {
+        bail!("give --config FILE for a new run, or --resume DIR to continue one");
+    };
+    let cfg = RunConfig::load(path, &args.set)?;
+    let root = args
+        .out
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("runs").join(&cfg.name));
+    let run = RunDir { root };
+    if run.config().exists() {
+        bail!(
+            "{} already holds a run: continue it with --resume {}, or choose another folder with --out",
+            run.root.display(),
+            run.root.display()
+        );
+    }
+    Ok((cfg, run, false))
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// `vae train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let (cfg, run, resuming) = prepare(&args)?;
+    let device = device(&args.device)?;
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads 0: expected at least 1");
+        }
+        tch::set_num_threads(n as i32);
+    }
+    std::fs::create_dir_all(run.root.join("checkpoints"))
+        .with_context(|| format!("creating {}", run.root.display()))?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data = Dataset::load(
+        cfg.data.dataset,
+        &data_dir,
+        SplitConfig {
+            validation: cfg.data.validation,
+        },
+    )
+    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    let mut trainer = Trainer::new(cfg.experiment(), data, device)?;
+    if resuming {
+        trainer.load_checkpoint(&run.checkpoint("last"))?;
+    }
+    write_json(&run.config(), &cfg)?;
+    let started = now();
+    let mut manifest = serde_json::json!({
+        "name": cfg.name,
+        "git_commit": git_commit(),
+        "flowvae_version": env!("CARGO_PKG_VERSION"),
+        "tch_version": "0.24.0",
+        "libtorch_version": env!("FLOWVAE_LIBTORCH_VERSION"),
+        "seed": cfg.train.seed,
+        "eval_binarization_seed": cfg.data.eval_binarization_seed,
+        "device": format!("{device:?}"),
+        "threads": tch::get_num_threads(),
+        "resumed_from_epoch": resuming.then(|| trainer.state().epochs_done),
+        "start_time": started,
+        "end_time": null,
+        "ms_per_step": null,
+    });
+    write_json(&run.manifest(), &manifest)?;
+    run.log_line(&format!(
+        "{started} {} run {} in {} on {device:?}, {} threads",
+        if resuming { "resuming" } else { "starting" },
+        cfg.name,
+        run.root.display(),
+        tch::get_num_threads()
+    ))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C is not caught twice: the handler only sets the flag.
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let mut tb = SummaryWriter::new(run.tensorboard());
+    let picture_input = trainer
+        .split(SplitKind::Test)
+        .slice(0..100.min(trainer.split(SplitKind::Test).len()));
+
+    let steps_per_epoch = trainer.steps_per_epoch() as u64;
+    let total = cfg.train.epochs as u64 * steps_per_epoch;
+    let multi = MultiProgress::new();
+    let overall = multi.add(ProgressBar::new(total));
+    overall.set_style(bar_style(
+        "overall [{bar:30}] {pos}/{len} steps  {elapsed_precise} elapsed, ETA {eta_precise}",
+    ));
+    overall.set_position(trainer.state().global_step);
+    let epoch_bar = multi.add(ProgressBar::new(steps_per_epoch));
+    epoch_bar.set_style(bar_style(
+        "epoch {prefix:>5} [{bar:30}] {pos}/{len}  ETA {eta}  {msg}",
+    ));
+
+    let mut step_ms = (0.0f64, 0u64);
+    let interrupted = loop {
+        if trainer.is_done() {
+            break false;
+        }
+        let epoch = trainer.state().epochs_done + 1;
+        epoch_bar.set_prefix(format!("{epoch}/{}", cfg.train.epochs));
+        epoch_bar.set_position(trainer.state().step_in_epoch as u64);
+        epoch_bar.reset_eta();
+        let mut last = Instant::now();
+        let outcome = trainer.run_epoch(&stop, args.max_steps, |s| {
+            let dt = last.elapsed().as_secs_f64() * 1e3;
+            last = Instant::now();
+            step_ms = (step_ms.0 + dt, step_ms.1 + 1);
+            epoch_bar.set_position(s.step_in_epoch as u64);
+            epoch_bar.set_message(format!("-elbo {:.2}", s.rec + s.kl));
+            overall.inc(1);
+        })?;
+        let report = match outcome {
+            EpochOutcome::Completed(r) => r,
+            EpochOutcome::Interrupted => break true,
+        };
+        let line = epoch_line(&report, cfg.train.epochs);
+        multi.println(&line).ok();
+        run.log_line(&line)?;
+        write_scalars(&mut tb, &report);
+        if report.improved {
+            trainer.save_checkpoint(&run.checkpoint("best"))?;
+        }
+        if report.epoch % cfg.logging.checkpoint_every == 0 {
+            trainer.save_checkpoint(&run.checkpoint("last"))?;
+        }
+        if report.epoch % cfg.logging.images_every == 0 || trainer.is_done() {
+            write_pictures(
+                &trainer,
+                &run,
+                &mut tb,
+                &picture_input,
+                report.epoch,
+                device,
+            )?;
+        }
+        tb.flush();
+    };
+    epoch_bar.finish_and_clear();
+    overall.finish_and_clear();
+    trainer.save_checkpoint(&run.checkpoint("last"))?;
+    manifest["end_time"] = now().into();
+    if step_ms.1 > 0 {
+        manifest["ms_per_step"] = (step_ms.0 / step_ms.1 as f64).into();
+    }
+    write_json(&run.manifest(), &manifest)?;
+    if interrupted {
+        let s = trainer.state();
+        let line = format!(
+            "stopped at epoch {} step {} (global step {}); continue with: vae train --resume {}",
+            s.epochs_done + 1,
+            s.step_in_epoch,
+            s.global_step,
+            run.root.display()
+        );
+        run.log_line(&line)?;
+        eprintln!("{line}");
+        return Ok(());
+    }
+    finish(&mut trainer, &run)
+}
+
+/// Evaluates the best checkpoint on the test set, once, and writes `results.json`.
+fn finish(trainer: &mut Trainer, run: &RunDir) -> Result<()> {
+    let best = trainer.state().best;
+    trainer.load_checkpoint(&run.checkpoint("best"))?;
+    let test = trainer.evaluate(SplitKind::Test);
+    let validation = (!trainer.split(SplitKind::Validation).is_empty())
+        .then(|| trainer.evaluate(SplitKind::Validation));
+    let results = serde_json::json!({
+        "checkpoint": "best",
+        "best_epoch": best.map(|b| b.1),
+        "validation": validation,
+        "test": test,
+        "test_binarization": "fixed",
+    });
+    write_json(&run.results(), &results)?;
+    let line = format!(
+        "best epoch {}: test -elbo {:.3} (rec {:.3}, kl {:.3}) on {} fixed-binarized test images",
+        best.map(|b| b.1).unwrap_or(0),
+        test.neg_elbo,
+        test.rec,
+        test.kl,
+        test.images
+    );
+    run.log_line(&line)?;
+    println!("{line}");
+    println!("run folder: {}", run.root.display());
+    Ok(())
+}
+
+fn epoch_line(r: &EpochReport, epochs: usize) -> String {
+    let valid = match r.validation {
+        Some(v) => format!(
+            "  valid -elbo {:8.3}{}",
+            v.neg_elbo,
+            if r.improved { " *" } else { "" }
+        ),
+        None => String::new(),
+    };
+    format!(
+        "epoch {:>4}/{epochs}  train -elbo {:8.3} rec {:8.3} kl {:7.3}  warmup {:.3} lr {:.2e}{valid}  {:.1} s",
+        r.epoch, r.train_neg_elbo, r.train_rec, r.train_kl, r.warmup, r.lr, r.seconds
+    )
+}
+
+fn write_scalars(tb: &mut SummaryWriter, r: &EpochReport) {
+    let step = r.epoch;
+    tb.add_scalar("train/neg_elbo", r.train_neg_elbo as f32, step);
+    tb.add_scalar("train/rec", r.train_rec as f32, step);
+    tb.add_scalar("train/kl", r.train_kl as f32, step);
+    tb.add_scalar("train/grad_norm", r.grad_norm as f32, step);
+    tb.add_scalar("schedule/warmup", r.warmup as f32, step);
+    tb.add_scalar("schedule/lr", r.lr as f32, step);
+    if let Some(v) = r.validation {
+        tb.add_scalar("validation/neg_elbo", v.neg_elbo as f32, step);
+        tb.add_scalar("validation/rec", v.rec as f32, step);
+        tb.add_scalar("validation/kl", v.kl as f32, step);
+    }
+}
+
+fn write_pictures(
+    trainer: &Trainer,
+    run: &RunDir,
+    tb: &mut SummaryWriter,
+    input: &vae_data::Split,
+    epoch: usize,
+    device: Device,
+) -> Result<()> {
+    if input.len() < 100 {
+        return Ok(()); // fewer than 100 test images: no 10 x 10 grids (as the original)
+    }
+    let x: Vec<f32> = input.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let x = Tensor::from_slice(&x)
+        .view([100, 1, 28, 28])
+        .to_device(device);
+    tch::manual_seed(epoch as i64);
+    let samples = pictures::samples(trainer.vae(), device)?;
+    let recon = pictures::reconstructions(trainer.vae(), &x)?;
+    samples.save_png(&run.root.join("samples.png"))?;
+    recon.save_png(&run.root.join("reconstructions.png"))?;
+    for (tag, img) in [("samples", &samples), ("reconstructions", &recon)] {
+        let (rgb, dim) = pictures::tensorboard_rgb(img);
+        tb.add_image(tag, &rgb, &dim, epoch);
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! The training loop: epochs of Adam steps on the warm-up-weighted negative ELBO, validation
+//! every epoch, best-model tracking and exact resumption from checkpoints.
+//!
+//! Reproducibility: tch's RNG cannot be saved (shared/TOOLCHAIN.md §5), so it is re-seeded before
+//! every step from `(seed, epoch, step)`, and the data's shuffles and Bernoulli draws are keyed the
+//! same way (vae-data). A run resumed from a checkpoint taken at any step boundary therefore
+//! replays exactly what the uninterrupted run would have done.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+use vae_data::binarize::{binarize_once, stream_seed};
+use vae_data::{BatchConfig, Batches, Binarization, Dataset, Split, SplitKind};
+
+use crate::adam::Adam;
+use crate::config::ExperimentConfig;
+use crate::error::{Error, Result};
+use crate::schedule;
+use crate::vae::Vae;
+
+/// Version of the checkpoint layout written by [`Trainer::save_checkpoint`].
+pub const CHECKPOINT_FORMAT: i64 = 1;
+const TAG_STEP: u64 = 0x57e9;
+const TAG_EVAL: u64 = 0xe7a1;
+
+/// Where training stands; saved in every checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// Steps already taken in the current (incomplete) epoch.
+    pub step_in_epoch: usize,
+    /// Optimizer steps taken in total.
+    pub global_step: u64,
+    /// Best validation negative ELBO so far (nats), with its 1-based epoch.
+    pub best: Option<(f64, usize)>,
+    /// Running sums of the current epoch: rec, kl, grad norm, steps.
+    pub partial: [f64; 4],
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Steps taken in this epoch, this one included.
+    pub step_in_epoch: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Mean reconstruction loss of the batch, nats (BN in training mode).
+    pub rec: f64,
+    /// Mean single-sample KL of the batch, nats.
+    pub kl: f64,
+    /// The warm-up factor used.
+    pub warmup: f64,
+    /// The learning rate used.
+    pub lr: f64,
+    /// Global gradient L2 norm before the update.
+    pub grad_norm: f64,
+}
+
+/// Negative ELBO of a data split, BN in inference mode, one posterior sample per image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Mean `rec + kl`, nats.
+    pub neg_elbo: f64,
+    /// Mean reconstruction loss, nats.
+    pub rec: f64,
+    /// Mean KL, nats.
+    pub kl: f64,
+    /// Images evaluated.
+    pub images: usize,
+}
+
+/// What one completed epoch did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean train negative ELBO (`rec + kl`, unweighted by warm-up, BN in training mode).
+    pub train_neg_elbo: f64,
+    /// Mean train reconstruction loss.
+    pub train_rec: f64,
+    /// Mean train KL.
+    pub train_kl: f64,
+    /// Warm-up factor used during the epoch.
+    pub warmup: f64,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Mean gradient norm over the epoch's steps.
+    pub grad_norm: f64,
+    /// Validation numbers (absent without a validation split).
+    pub validation: Option<EvalReport>,
+    /// Whether this epoch is the best so far by validation negative ELBO (always true without
+    /// validation, so "best" means "last" then).
+    pub improved: bool,
+    /// Wall-clock seconds of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// How a call to [`Trainer::run_epoch`] ended.
+#[derive(Debug)]
+pub enum EpochOutcome {
+    /// The epoch finished.
+    Completed(Box<EpochReport>),
+    /// Stopped between steps (by the stop flag or the step limit); the state says where.
+    Interrupted,
+}
+
+/// Trains a [`Vae`] on a dataset; usable without the CLI.
+pub struct Trainer {
+    cfg: ExperimentConfig,
+    device: Device,
+    vs: nn::VarStore,
+    vae: Vae,
+    adam: Adam,
+    train: Split,
+    validation: Split,
+    test: Split,
+    state: TrainState,
+}
+
+impl Trainer {
+    /// Builds the model (initialised from `cfg.train.seed`), the optimizer and the data.
+    /// Validation and test sets are binarized once here with `cfg.data.eval_binarization_seed`.
+    pub fn new(cfg: ExperimentConfig, data: Dataset, device: Device) -> Result<Trainer> {
+        cfg.validate()?;
+        if cfg.train.batch_size > data.train.len() {
+            return Err(Error::bad(
+                "train.batch_size",
+                cfg.train.batch_size,
+                &format!("at most the {} training images", data.train.len()),
+            ));
+        }
+        tch::manual_seed(cfg.train.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let vae = Vae::new(&vs.root(), &cfg.model)?;
+        let adam = Adam::new(&vs, cfg.train.adam);
+        let eval_seed = cfg.data.eval_binarization_seed;
+        let train = match cfg.data.train_binarization {
+            Binarization::Static => binarize_once(&data.train, cfg.train.seed),
+            _ => data.train,
+        };
+        Ok(Trainer {
+            validation: binarize_once(&data.validation, eval_seed),
+            test: binarize_once(&data.test, eval_seed),
+            train,
+            cfg,
+            device,
+            vs,
+            vae,
+            adam,
+            state: TrainState::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ExperimentConfig {
+        &self.cfg
+    }
+    /// The model.
+    pub fn vae(&self) -> &Vae {
+        &self.vae
+    }
+    /// The variables (weights and BN statistics).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    /// Where training stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// Optimizer steps per epoch (the incomplete last batch is dropped).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train.len() / self.cfg.train.batch_size
+    }
+    /// Whether every configured epoch is done.
+    pub fn is_done(&self) -> bool {
+        self.state.epochs_done >= self.cfg.train.epochs
+    }
+    /// The fixed-binarized validation or test set, or the training images.
+    pub fn split(&self, which: SplitKind) -> &Split {
+        match which {
+            SplitKind::Train => &self.train,
+            SplitKind::Validation => &self.validation,
+            SplitKind::Test => &self.test,
+        }
+    }
+
+    /// Training batches; static binarization was already applied in `new`.
+    fn batches_of<'a>(train: &'a Split, cfg: &ExperimentConfig, device: Device) -> Batches<'a> {
+        let binarization = match cfg.data.train_binarization {
+            Binarization::Static => Binarization::None,
+            b => b,
+        };
+        let bc = BatchConfig {
+            batch_size: cfg.train.batch_size,
+            shuffle: true,
+            drop_last: true,
+            binarization,
+        };
+        Batches::new(train, bc, cfg.train.seed, device)
+            .expect("batch size was validated in Trainer::new")
+    }
+
+    /// Runs the rest of the current epoch, then validates. Stops early, between steps, when
+    /// `stop` is set or `global_step` reaches `max_steps`.
+    pub fn run_epoch(
+        &mut self,
+        stop: &AtomicBool,
+        max_steps: Option<u64>,
+        mut on_step: impl FnMut(&StepReport),
+    ) -> Result<EpochOutcome> {
+        let start = Instant::now();
+        let epochs_done = self.state.epochs_done;
+        let warmup = schedule::warmup(&self.cfg.train, epochs_done);
+        let lr = schedule::learning_rate(&self.cfg.train, epochs_done);
+        let steps = self.steps_per_epoch();
+        let seed = self.cfg.train.seed;
+        {
+            let batches = Self::batches_of(&self.train, &self.cfg, self.device);
+            for batch in batches
+                .epoch(epochs_done as u64)
+                .skip(self.state.step_in_epoch)
+            {
+                if stop.load(Ordering::Relaxed)
+                    || max_steps.is_some_and(|m| self.state.global_step >= m)
+                {
+                    return Ok(EpochOutcome::Interrupted);
+                }
+                tch::manual_seed(stream_seed(&[
+                    TAG_STEP,
+                    seed,
+                    epochs_done as u64,
+                    self.state.step_in_epoch as u64,
+                ]) as i64);
+                let terms = self.vae.elbo_terms(&batch.images, true);
+                let rec = terms.rec.mean(Kind::Float);
+                let kl = terms.kl.mean(Kind::Float);
+                let loss = &rec + &kl * warmup;
+                self.adam.zero_grad();
+                loss.backward();
+                let grad_norm = self.adam.grad_norm();
+                self.adam.step(lr);
+                let (rec, kl) = (rec.double_value(&[]), kl.double_value(&[]));
+                self.state.step_in_epoch += 1;
+                self.state.global_step += 1;
+                let p = &mut self.state.partial;
+                p[0] += rec;
+                p[1] += kl;
+                p[2] += grad_norm;
+                p[3] += 1.0;
+                on_step(&StepReport {
+                    epoch: epochs_done + 1,
+                    step_in_epoch: self.state.step_in_epoch,
+                    steps_per_epoch: steps,
+                    rec,
+                    kl,
+                    warmup,
+                    lr,
+                    grad_norm,
+                });
+            }
+        }
+        let [rec, kl, gn, n] = self.state.partial;
+        let n = n.max(1.0);
+        let validation =
+            (!self.validation.is_empty()).then(|| self.evaluate(SplitKind::Validation));
+        let improved = match (validation, self.state.best) {
+            (None, _) | (Some(_), None) => true,
+            (Some(v), Some((best, _))) => v.neg_elbo < best,
+        };
+        self.state.epochs_done += 1;
+        self.state.step_in_epoch = 0;
+        self.state.partial = [0.0; 4];
+        if improved {
+            let value = validation.map(|v| v.neg_elbo).unwrap_or((rec + kl) / n);
+            self.state.best = Some((value, self.state.epochs_done));
+        }
+        Ok(EpochOutcome::Completed(Box::new(EpochReport {
+            epoch: self.state.epochs_done,
+            train_neg_elbo: (rec + kl) / n,
+            train_rec: rec / n,
+            train_kl: kl / n,
+            warmup,
+            lr,
+            grad_norm: gn / n,
+            validation,
+            improved,
+            seconds: start.elapsed().as_secs_f64(),
+        })))
+    }
+
+    /// Negative ELBO of a split with BN in inference mode and one posterior sample per image,
+    /// drawn from a fixed seed so repeated evaluations of the same weights agree.
+    pub fn evaluate(&self, which: SplitKind) -> EvalReport {
+        let split = self.split(which);
+        let tag = match which {
+            SplitKind::Train => 0,
+            SplitKind::Validation => 1,
+            SplitKind::Test => 2,
+        };
+        tch::manual_seed(stream_seed(&[TAG_EVAL, self.cfg.train.seed, tag]) as i64);
+        let binarization = match which {
+            SplitKind::Train => Binarization::Fixed,
+            _ => Binarization::None, // validation and test were binarized in `new`
+        };
+        let cfg = BatchConfig {
+            batch_size: self.cfg.train.eval_batch_size,
+            shuffle: false,
+            drop_last: false,
+            binarization,
+        };
+        let batches = Batches::new(
+            split,
+            cfg,
+            self.cfg.data.eval_binarization_seed,
+            self.device,
+        )
+        .expect("eval batch size was validated");
+        let (mut rec, mut kl) = (0.0, 0.0);
+        tch::no_grad(|| {
+            for batch in batches.epoch(0) {
+                let t = self.vae.elbo_terms(&batch.images, false);
+                rec += t.rec.sum(Kind::Double).double_value(&[]);
+                kl += t.kl.sum(Kind::Double).double_value(&[]);
+            }
+        });
+        let n = split.len().max(1) as f64;
+        EvalReport {
+            neg_elbo: (rec + kl) / n,
+            rec: rec / n,
+            kl: kl / n,
+            images: split.len(),
+        }
+    }
+
+    /// Writes weights, BN statistics, Adam state, training state and the config into one
+    /// safetensors file, atomically (temporary file, fsync, rename).
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (format!("model.{k}"), t))
+            .collect();
+        tensors.extend(self.adam.state_tensors());
+        let meta = serde_json::json!({
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg,
+            "state": self.state,
+        });
+        let meta = serde_json::to_vec(&meta).expect("config serializes");
+        tensors.push(("meta.json".into(), Tensor::from_slice(&meta)));
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        Tensor::write_safetensors(&tensors, &tmp)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// Reads a checkpoint's config without loading its tensors into a model.
+    pub fn checkpoint_config(path: &Path) -> Result<(ExperimentConfig, TrainState)> {
+        let tensors = read_checkpoint(path)?;
+        let meta = parse_meta(&tensors, path)?;
+        Ok((meta.config, meta.state))
+    }
+
+    /// Restores a checkpoint written by [`save_checkpoint`](Self::save_checkpoint). Fails, naming
+    /// the difference, when it was written for another architecture.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let tensors = read_checkpoint(path)?;
+        let meta = parse_meta(&tensors, path)?;
+        let err = |reason: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if meta.config.model != self.cfg.model {
+            return Err(err(format!(
+                "it was written for another architecture (model config {}), this run has {}",
+                serde_json::to_string(&meta.config.model).unwrap_or_default(),
+                serde_json::to_string(&self.cfg.model).unwrap_or_default()
+            )));
+        }
+        let mut vars = self.vs.variables();
+        let mut names: Vec<_> = vars.keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            let key = format!("model.{name}");
+            let t = tensors
+                .get(&key)
+                .ok_or_else(|| err(format!("no tensor {key}")))?;
+            let var = vars.get_mut(name).expect("listed name");
+            if t.size() != var.size() {
+                return Err(err(format!(
+                    "{key} has shape {:?}, the model has {:?}",
+                    t.size(),
+                    var.size()
+                )));
+            }
+            tch::no_grad(|| var.copy_(&t.to_device(self.device).to_kind(var.kind())));
+        }
+        self.adam.load_state(&tensors, path)?;
+        self.state = meta.state;
+        Ok(())
+    }
+}
+
+struct Meta {
+    config: ExperimentConfig,
+    state: TrainState,
+}
+
+fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "the file does not exist".into(),
+        });
+    }
+    let tensors = Tensor::read_safetensors(path).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("not a readable safetensors file ({e}); it may be truncated or corrupt"),
+    })?;
+    Ok(tensors.into_iter().collect())
+}
+
+fn parse_meta(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<Meta> {
+    let err = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = tensors
+        .get("meta.json")
+        .ok_or_else(|| err("no meta.json tensor: not a flowvae checkpoint".into()))?;
+    let bytes: Vec<u8> = Vec::<u8>::try_from(meta).map_err(|e| err(format!("meta.json: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("meta.json is not JSON: {e}")))?;
+    let format = v.get("format").and_then(|f| f.as_i64());
+    if format != Some(CHECKPOINT_FORMAT) {
+        return Err(err(format!(
+            "format version {format:?}, this flowvae reads version {CHECKPOINT_FORMAT}"
+        )));
+    }
+    let config =
+        serde_json::from_value(v["config"].clone()).map_err(|e| err(format!("config: {e}")))?;
+    let state =
+        serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
+    Ok(Meta { config, state })
+}

@@ -1,0 +1,170 @@
+//! The flow-VAE: encoder, Gaussian base with the log-std offset, context predictor, IAF stack,
+//! standard normal prior and Bernoulli decoder (SEED-SPEC §2).
+
+use tch::{nn, Kind, Reduction, Tensor};
+use vae_flows::{ContextPredictor, Flow};
+use vae_nets::{Decoder, Encoder};
+
+use crate::config::{Likelihood, ModelConfig};
+use crate::error::Result;
+
+/// A flow-VAE built under one `nn::Path` (`enc`, `ctx`, `flow`, `dec` below it).
+#[derive(Debug)]
+pub struct Vae {
+    encoder: Box<dyn Encoder>,
+    context: Option<ContextPredictor>,
+    flow: Option<Flow>,
+    decoder: Box<dyn Decoder>,
+    cfg: ModelConfig,
+}
+
+/// The per-example terms of the negative ELBO for one posterior sample.
+#[derive(Debug)]
+pub struct ElboTerms {
+    /// Reconstruction loss `−log p(x | zT)`, shape `[B]`, nats.
+    pub rec: Tensor,
+    /// Single-sample KL `log q(zT | x) − log p(zT)`, shape `[B]`, nats (SEED-SPEC §4.2).
+    pub kl: Tensor,
+}
+
+impl ElboTerms {
+    /// The negative ELBO `rec + kl`, `[B]`, nats.
+    pub fn neg_elbo(&self) -> Tensor {
+        &self.rec + &self.kl
+    }
+}
+
+impl Vae {
+    /// Builds the VAE described by `cfg` under `p`, validating every part.
+    pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Result<Vae> {
+        let bn = cfg.batch_norm;
+        let encoder = vae_nets::build_encoder(
+            &(p / "enc"),
+            &cfg.encoder,
+            cfg.latent,
+            cfg.log_sigma_offset,
+            bn.nets(),
+        )?;
+        let decoder = vae_nets::build_decoder(&(p / "dec"), &cfg.decoder, cfg.latent, bn.nets())?;
+        let flow = match &cfg.flow {
+            Some(f) => Some(Flow::new(&(p / "flow"), cfg.latent, f, bn.flows())?),
+            None => None,
+        };
+        // The context predictor exists only when a flow consumes a context (fixes D21).
+        let context = match flow.as_ref().and_then(Flow::context_size) {
+            Some(c) => Some(ContextPredictor::new(
+                &(p / "ctx"),
+                encoder.hidden_size(),
+                c,
+                bn.flows(),
+            )?),
+            None => None,
+        };
+        Ok(Vae {
+            encoder,
+            context,
+            flow,
+            decoder,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The architecture this VAE was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Latent size `D`.
+    pub fn latent(&self) -> i64 {
+        self.cfg.latent
+    }
+
+    /// Encoder pass: `(mu, log_sigma, context)` for images `x` `[B, 1, 28, 28]`; each `[B, ·]`.
+    pub fn encode(&self, x: &Tensor, train: bool) -> (Tensor, Tensor, Option<Tensor>) {
+        let out = self.encoder.forward_t(x, train);
+        let ctx = self.context.as_ref().map(|c| c.forward_t(&out.h, train));
+        (out.mu, out.log_sigma, ctx)
+    }
+
+    /// The flow `z0 → zT` with `log |det ∂zT/∂z0|` `[B]`; the identity without a flow.
+    /// `z0` is `[B, D]` and `context` `[B, C]` (rows paired).
+    pub fn flow(&self, z0: &Tensor, context: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+        match &self.flow {
+            Some(f) => f.forward_t(z0, context, train),
+            None => (
+                z0.shallow_clone(),
+                z0.zeros_like().sum_dim_intlist(-1, false, z0.kind()),
+            ),
+        }
+    }
+
+    /// Decoder logits `[B, 1, 28, 28]` for codes `z` `[B, D]`.
+    pub fn decode(&self, z: &Tensor, train: bool) -> Tensor {
+        self.decoder.forward_t(z, train)
+    }
+
+    /// `−log p(x | z)` per example from logits: `[B]`, nats, in the configured form.
+    pub fn reconstruction_loss(&self, logits: &Tensor, x: &Tensor) -> Tensor {
+        let b = logits.size()[0];
+        match self.cfg.likelihood {
+            Likelihood::Logits => logits
+                .binary_cross_entropy_with_logits::<Tensor>(x, None, None, Reduction::None)
+                .view([b, -1])
+                .sum_dim_intlist(-1, false, Kind::Float),
+            Likelihood::ClippedProbabilities => {
+                // SEED-SPEC §4.1, verbatim: lik = 1 − x + (2x − 1) p, clipped at 1e-10 (the upper
+                // clip 1 − 1e-10 rounds to 1 in f32).
+                let p = logits.sigmoid();
+                let lik = (x * 2.0 - 1.0) * p - x + 1.0;
+                -lik.clamp(1e-10, 1.0 - 1e-10)
+                    .log()
+                    .view([b, -1])
+                    .sum_dim_intlist(-1, false, Kind::Float)
+            }
+        }
+    }
+
+    /// One-sample ELBO terms for images `x` `[B, 1, 28, 28]`, with `eps ~ N(0, I)` drawn from
+    /// tch's global RNG (SEED-SPEC §4.2).
+    pub fn elbo_terms(&self, x: &Tensor, train: bool) -> ElboTerms {
+        let b = x.size()[0];
+        let eps = Tensor::randn([b, self.cfg.latent], (Kind::Float, x.device()));
+        self.elbo_terms_with_noise(x, &eps, train)
+    }
+
+    /// [`elbo_terms`](Self::elbo_terms) with the base noise `eps` `[B, D]` given.
+    pub fn elbo_terms_with_noise(&self, x: &Tensor, eps: &Tensor, train: bool) -> ElboTerms {
+        let (mu, log_sigma, ctx) = self.encode(x, train);
+        let z0 = &mu + log_sigma.exp() * eps;
+        let (zt, log_det) = self.flow(&z0, ctx.as_ref(), train);
+        let logits = self.decode(&zt, train);
+        let rec = self.reconstruction_loss(&logits, x);
+        // log N(v; mu, log_sigma) without the −½ log 2π terms, which cancel between q and p:
+        // log q0(z0) = Σ −log_sigma − eps²/2, log p(zT) = Σ −zT²/2.
+        let log_q0 = (-&log_sigma - eps.square() * 0.5).sum_dim_intlist(-1, false, Kind::Float);
+        let log_p = (zt.square() * -0.5).sum_dim_intlist(-1, false, Kind::Float);
+        ElboTerms {
+            rec,
+            kl: log_q0 - log_det - log_p,
+        }
+    }
+
+    /// Bernoulli means `σ(ℓ)` `[B, 1, 28, 28]` of one posterior sample per image, eval mode.
+    pub fn reconstruct(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let (mu, log_sigma, ctx) = self.encode(x, false);
+            let z0 = &mu + log_sigma.exp() * mu.randn_like();
+            let (zt, _) = self.flow(&z0, ctx.as_ref(), false);
+            self.decode(&zt, false).sigmoid()
+        })
+    }
+
+    /// Bernoulli means of `n` prior samples `z ~ N(0, I)` `[n, 1, 28, 28]`, decoded by the trained
+    /// decoder in eval mode (fixes D7).
+    pub fn sample_means(&self, n: i64, device: tch::Device) -> Tensor {
+        tch::no_grad(|| {
+            let z = Tensor::randn([n, self.cfg.latent], (Kind::Float, device));
+            self.decode(&z, false).sigmoid()
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Training resumes exactly: 2 epochs in one go equal 1 epoch, a checkpoint, a new trainer and 1
+//! more epoch, and a stop in the middle of an epoch resumes at the same step.
+
+use std::sync::atomic::AtomicBool;
+
+use tch::Device;
+use vae_data::{Dataset, DatasetKind, Split, SplitConfig};
+use vae_flows::FlowConfig;
+use vae_model::{EpochOutcome, ExperimentConfig, ModelConfig, TrainConfig, Trainer};
+use vae_nets::{DecoderConfig, EncoderConfig};
+
+fn data() -> Dataset {
+    // 300 training, 100 validation and 100 test images of arbitrary grey levels; deterministic.
+    let n = 500;
+    let pixels = (0..n * 784)
+        .map(|i| ((i * 7919 + i / 784 * 31) % 256) as u8)
+        .collect();
+    let all = Split {
+        pixels,
+        labels: vec![0; n],
+    };
+    Dataset::from_splits(
+        DatasetKind::Mnist,
+        all.slice(0..400),
+        all.slice(400..500),
+        SplitConfig { validation: 100 },
+    )
+    .unwrap()
+}
+
+fn cfg() -> ExperimentConfig {
+    let mut c = ExperimentConfig {
+        model: ModelConfig {
+            latent: 4,
+            encoder: EncoderConfig::Mlp { hidden: vec![32] },
+            decoder: DecoderConfig::Mlp { hidden: vec![32] },
+            flow: Some(FlowConfig {
+                layers: 2,
+                hidden: vec![16],
+                context_size: 16,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        train: TrainConfig {
+            epochs: 2,
+            batch_size: 50,
+            warmup_epochs: 1,
+            seed: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    c.model.batch_norm.momentum = 0.01;
+    c
+}
+
+fn steps(t: &mut Trainer, max: Option<u64>) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let stop = AtomicBool::new(false);
+    let _ = t
+        .run_epoch(&stop, max, |s| out.push((s.rec, s.kl)))
+        .unwrap();
+    out
+}
+
+fn weights(t: &Trainer) -> Vec<(String, tch::Tensor)> {
+    let mut v: Vec<_> = t.var_store().variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn two_epochs_equal_one_plus_resume_plus_one() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("last.safetensors");
+
+    let mut straight = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    let mut losses = steps(&mut straight, None);
+    losses.extend(steps(&mut straight, None));
+    assert_eq!(losses.len(), 12);
+
+    let mut first = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    let mut resumed_losses = steps(&mut first, None);
+    first.save_checkpoint(&ck).unwrap();
+    // A fresh trainer with a different seed would initialise differently: the checkpoint must
+    // override everything that matters.
+    let mut second = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    second.load_checkpoint(&ck).unwrap();
+    assert_eq!(second.state().epochs_done, 1);
+    resumed_losses.extend(steps(&mut second, None));
+
+    for (i, (a, b)) in losses.iter().zip(&resumed_losses).enumerate() {
+        assert!(
+            (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-6,
+            "step {i}: {a:?} vs {b:?}"
+        );
+    }
+    for ((name, a), (_, b)) in weights(&straight).iter().zip(weights(&second).iter()) {
+        let d = (a - b).abs().max().double_value(&[]);
+        assert!(d < 1e-6, "{name} differs by {d}");
+    }
+}
+
+#[test]
+fn a_stop_mid_epoch_resumes_at_the_same_step() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("mid.safetensors");
+    let mut straight = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    let losses = steps(&mut straight, None);
+
+    let mut part = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut got = Vec::new();
+    let outcome = part
+        .run_epoch(&stop, Some(4), |s| got.push((s.rec, s.kl)))
+        .unwrap();
+    assert!(matches!(outcome, EpochOutcome::Interrupted));
+    assert_eq!(part.state().step_in_epoch, 4);
+    part.save_checkpoint(&ck).unwrap();
+    let mut rest = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    rest.load_checkpoint(&ck).unwrap();
+    let outcome = rest
+        .run_epoch(&stop, None, |s| got.push((s.rec, s.kl)))
+        .unwrap();
+    let EpochOutcome::Completed(report) = outcome else {
+        panic!("epoch completes")
+    };
+    assert_eq!(got.len(), 6);
+    for (a, b) in losses.iter().zip(&got) {
+        assert!(
+            (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-6,
+            "{a:?} vs {b:?}"
+        );
+    }
+    // The epoch means include the steps taken before the stop.
+    let mean_rec = got.iter().map(|s| s.0).sum::<f64>() / 6.0;
+    assert!((report.train_rec - mean_rec).abs() < 1e-9);
+}
+
+#[test]
+fn schedules_follow_completed_epochs_and_validation_is_reported() {
+    let mut c = cfg();
+    c.train.epochs = 3;
+    c.train.warmup_epochs = 2;
+    c.train.lr_decay_epochs = 2;
+    let mut t = Trainer::new(c, data(), Device::Cpu).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    while !t.is_done() {
+        if let EpochOutcome::Completed(r) = t.run_epoch(&stop, None, |_| {}).unwrap() {
+            assert_eq!(r.validation.unwrap().images, 100);
+            seen.push((r.warmup, r.lr));
+        }
+    }
+    assert_eq!(seen, [(0.0, 1e-3), (0.5, 1e-3), (1.0, 5e-4)]);
+}
+
+#[test]
+fn another_architecture_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("a.safetensors");
+    Trainer::new(cfg(), data(), Device::Cpu)
+        .unwrap()
+        .save_checkpoint(&ck)
+        .unwrap();
+    let mut other = cfg();
+    other.model.latent = 8;
+    let mut t = Trainer::new(other, data(), Device::Cpu).unwrap();
+    let msg = t.load_checkpoint(&ck).unwrap_err().to_string();
+    assert!(
+        msg.contains("it was written for another architecture"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"latent\":4"), "{msg}");
+    // Truncated files say so.
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
+    let msg = t.load_checkpoint(&ck).unwrap_err().to_string();
+    assert!(msg.contains("may be truncated or corrupt"), "{msg}");
+}

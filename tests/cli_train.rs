@@ -1,0 +1,319 @@
+//! End-to-end tests of `vae train`: run folder contents read back by TensorBoard's own reader
+//! and Python's safetensors, resumption after `--max-steps` and after Ctrl-C, and config errors.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{command, configs, python, stderr, tiny_dataset, vae};
+
+/// Trains configs/smoke.json on a tiny dataset (600 train, 200 validation, 100 test images).
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let cfg = configs().join("smoke.json");
+    let mut args = vec![
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(["--set", "data.validation=200", "--threads", "1"]);
+    args.extend(extra);
+    vae(data, &args)
+}
+
+fn model_tensors(ck: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t: Vec<_> = tch::Tensor::read_safetensors(ck)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("model.") || k.starts_with("adam."))
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn a_run_writes_everything_and_python_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let out = train(dir.path(), &run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for f in [
+        "config.json",
+        "manifest.json",
+        "train.log",
+        "results.json",
+        "samples.png",
+        "reconstructions.png",
+    ] {
+        assert!(run.join(f).exists(), "{f} is missing");
+    }
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("epoch ")).count(),
+        2,
+        "{log}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["libtorch_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("2.11.0"));
+    assert!(manifest["ms_per_step"].as_f64().unwrap() > 0.0);
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["test"]["images"], 100);
+
+    // TensorBoard's EventAccumulator: the tags, one value per epoch at steps 1 and 2, and images.
+    let script = r#"
+import sys, json, struct
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+ea = EventAccumulator(sys.argv[1], size_guidance={'images': 0, 'scalars': 0})
+ea.Reload()
+tags = ea.Tags()
+out = {'scalars': {t: [[s.step, s.value] for s in ea.Scalars(t)] for t in tags['scalars']},
+       'images': {t: [[i.step] + list(struct.unpack('>II', i.encoded_image_string[16:24]))
+                      for i in ea.Images(t)] for t in tags['images']}}
+print(json.dumps(out))
+"#;
+    let tb: serde_json::Value = serde_json::from_str(&python(
+        script,
+        &[run.join("tensorboard").to_str().unwrap()],
+    ))
+    .unwrap();
+    for tag in [
+        "train/neg_elbo",
+        "train/rec",
+        "train/kl",
+        "train/grad_norm",
+        "validation/neg_elbo",
+        "schedule/warmup",
+        "schedule/lr",
+    ] {
+        let steps: Vec<i64> = tb["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {tag}"))
+            .iter()
+            .map(|p| p[0].as_i64().unwrap())
+            .collect();
+        assert_eq!(steps, [1, 2], "{tag}");
+    }
+    // The logged -ELBO of epoch 1 is the one in train.log.
+    let first = tb["scalars"]["train/neg_elbo"][0][1].as_f64().unwrap();
+    let logged: f64 = log
+        .lines()
+        .find(|l| l.starts_with("epoch    1/"))
+        .unwrap()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((first - logged).abs() < 1e-2, "{first} vs {logged}");
+    assert_eq!(
+        tb["scalars"]["schedule/warmup"][0][1].as_f64().unwrap(),
+        0.0
+    );
+    assert_eq!(
+        tb["images"]["samples"],
+        serde_json::json!([[1, 302, 302], [2, 302, 302]])
+    );
+    assert_eq!(
+        tb["images"]["reconstructions"][0],
+        serde_json::json!([1, 632, 302])
+    );
+
+    // Python's safetensors reads the checkpoint with the same names and values.
+    let ck = run.join("checkpoints/last.safetensors");
+    let script = r#"
+import sys, json
+from safetensors.numpy import load_file
+t = load_file(sys.argv[1])
+print(json.dumps({k: [float(v.astype('float64').sum()), list(v.shape)] for k, v in t.items() if not k.startswith('meta')}))
+"#;
+    let py: serde_json::Value =
+        serde_json::from_str(&python(script, &[ck.to_str().unwrap()])).unwrap();
+    let ours = model_tensors(&ck);
+    assert!(ours.len() > 20);
+    for (name, t) in &ours {
+        let sum = t
+            .to_kind(tch::Kind::Double)
+            .sum(tch::Kind::Double)
+            .double_value(&[]);
+        let theirs = py[name][0]
+            .as_f64()
+            .unwrap_or_else(|| panic!("python lacks {name}"));
+        assert!(
+            (sum - theirs).abs() <= 1e-6 * sum.abs().max(1.0),
+            "{name}: {sum} vs {theirs}"
+        );
+        assert_eq!(py[name][1], serde_json::json!(t.size()), "{name}");
+    }
+}
+
+#[test]
+fn max_steps_then_resume_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let straight = dir.path().join("straight");
+    assert!(train(dir.path(), &straight, &[]).status.success());
+
+    let split = dir.path().join("split");
+    let out = train(dir.path(), &split, &["--max-steps", "9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped at epoch 2 step 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!split.join("results.json").exists());
+    let out = vae(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            split.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let a = model_tensors(&straight.join("checkpoints/last.safetensors"));
+    let b = model_tensors(&split.join("checkpoints/last.safetensors"));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-6, "{name} differs by {d}");
+    }
+    let results = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p.join("results.json")).unwrap()).unwrap()
+    };
+    assert_eq!(results(&straight)["test"], results(&split)["test"]);
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let cfg = configs().join("smoke.json");
+    let child = command(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "data.validation=200",
+            "--set",
+            "train.epochs=1000",
+            "--threads",
+            "1",
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait for the first completed epoch, then interrupt.
+    let start = Instant::now();
+    while !std::fs::read_to_string(run.join("train.log"))
+        .unwrap_or_default()
+        .contains("epoch    1/")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch finished in 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("continue with: vae train --resume"), "{log}");
+    assert!(run.join("checkpoints/last.safetensors").exists());
+}
+
+#[test]
+fn config_errors_name_the_key_and_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let out = train(
+        dir.path(),
+        &dir.path().join("r"),
+        &["--set", "train.batch_sise=10"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown field `batch_sise`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("smoke.json"), "{}", stderr(&out));
+    let out = train(
+        dir.path(),
+        &dir.path().join("r"),
+        &["--set", "model.flow.hidden=[30]"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("30"), "{}", stderr(&out));
+    let out = train(dir.path(), &dir.path().join("r"), &["--device", "cuda"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no CUDA device is available"),
+        "{}",
+        stderr(&out)
+    );
+    // Resuming with another architecture is refused and names the difference.
+    let run = dir.path().join("ok");
+    assert!(train(dir.path(), &run, &["--max-steps", "2"])
+        .status
+        .success());
+    let out = vae(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--set",
+            "model.latent=16",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("model.latent: 8 -> 16"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let out = vae(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--set",
+            "model.latent=16",
+            "--force",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("another architecture"),
+        "{}",
+        stderr(&out)
+    );
+}
