@@ -1,0 +1,363 @@
+//! The seed inputs of every fuzz target, written by the `seeds` target into
+//! `fuzz/corpus/<target>/seed-*`: small valid inputs (and a few near-valid ones) from which the
+//! fuzzer mutates.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{json, Value};
+use vae_data::idx::{self, IdxImages};
+use vae_flows::{ContextMode, FlowConfig, FlowKind};
+use vae_model::{ExperimentConfig, ModelConfig, Trainer};
+use vae_nets::{DecoderConfig, EncoderConfig};
+
+/// Writes every seed below `corpus`; returns how many files it wrote.
+pub fn write_all(corpus: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    let mut put = |target: &str, name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let dir = corpus.join(target);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("seed-{name}")), bytes)?;
+        n += 1;
+        Ok(())
+    };
+    for (name, bytes) in idx_seeds() {
+        put("idx", &name, &bytes)?;
+    }
+    for (name, bytes) in pickle_seeds() {
+        put("mnist_pickle", &name, &bytes)?;
+    }
+    for (name, bytes) in config_seeds()? {
+        put("config", &name, &bytes)?;
+    }
+    for (name, bytes) in sweep_seeds()? {
+        put("sweep", &name, &bytes)?;
+    }
+    for (name, bytes) in checkpoint_seeds()? {
+        put("checkpoint", &name, &bytes)?;
+    }
+    Ok(n)
+}
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+fn images(count: usize, rows: usize, cols: usize) -> Vec<u8> {
+    idx::encode_images(&IdxImages {
+        count,
+        rows,
+        cols,
+        pixels: (0..count * rows * cols)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect(),
+    })
+}
+
+/// The `idx` target's two-file layout: the images file's length (u16, little-endian) first.
+fn pair(images: &[u8], labels: &[u8]) -> Vec<u8> {
+    let mut v = (images.len() as u16).to_le_bytes().to_vec();
+    v.extend_from_slice(images);
+    v.extend_from_slice(labels);
+    v
+}
+
+fn idx_seeds() -> Vec<(String, Vec<u8>)> {
+    let labels = idx::encode_labels(&[7, 2, 1]);
+    vec![
+        ("labels".into(), labels.clone()),
+        ("labels-empty".into(), idx::encode_labels(&[])),
+        ("images-2x3".into(), images(2, 2, 3)),
+        ("images-28x28".into(), images(1, 28, 28)),
+        ("images-none".into(), images(0, 28, 28)),
+        (
+            "pair".into(),
+            pair(&images(3, 28, 28)[..16], &idx::encode_labels(&[])),
+        ),
+        (
+            "pair-one".into(),
+            pair(&images(1, 28, 28), &idx::encode_labels(&[3])),
+        ),
+        (
+            "pair-empty".into(),
+            pair(&images(0, 28, 28), &idx::encode_labels(&[])),
+        ),
+        ("labels-gz".into(), gzip(&labels)),
+        ("images-gz".into(), gzip(&images(1, 2, 3))),
+    ]
+}
+
+/// A protocol-2 pickle of three (images, labels) splits the way numpy 1.x under Python 2 writes
+/// them, with memoised dtypes reused through BINGET (as `xtask/src/mnist_pickle.rs` tests it).
+fn pickle(splits: &[(Vec<f32>, Vec<i64>)]) -> Vec<u8> {
+    let mut p = vec![0x80, 2];
+    let mut memo = 0u8;
+    fn put(p: &mut Vec<u8>, memo: &mut u8) {
+        p.extend_from_slice(&[b'q', *memo]);
+        *memo += 1;
+    }
+    let mut dtypes: std::collections::HashMap<&str, u8> = Default::default();
+    p.push(b'(');
+    for (images, labels) in splits {
+        let arrays: [(&str, Vec<usize>, Vec<u8>); 2] = [
+            (
+                "f4",
+                vec![images.len() / 784, 784],
+                images.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            (
+                "i8",
+                vec![labels.len()],
+                labels.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+        ];
+        for (code, shape, data) in arrays {
+            p.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
+            put(&mut p, &mut memo);
+            p.extend_from_slice(b"cnumpy\nndarray\n");
+            put(&mut p, &mut memo);
+            p.extend_from_slice(&[b'K', 0, 0x85, b'U', 1, b'b', 0x87, b'R']);
+            put(&mut p, &mut memo);
+            p.extend_from_slice(&[b'(', b'K', 1]);
+            p.push(b'(');
+            for d in &shape {
+                p.push(b'J');
+                p.extend_from_slice(&(*d as i32).to_le_bytes());
+            }
+            p.push(b't');
+            if let Some(&m) = dtypes.get(code) {
+                p.extend_from_slice(&[b'h', m]);
+            } else {
+                p.extend_from_slice(b"cnumpy\ndtype\n");
+                put(&mut p, &mut memo);
+                p.extend_from_slice(&[b'U', 2]);
+                p.extend_from_slice(code.as_bytes());
+                p.extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R']);
+                dtypes.insert(code, memo);
+                put(&mut p, &mut memo);
+                p.extend_from_slice(&[b'(', b'K', 3, b'U', 1, b'<', b'N', b'N', b'N', b'J']);
+                p.extend_from_slice(&(-1i32).to_le_bytes());
+                p.push(b'J');
+                p.extend_from_slice(&(-1i32).to_le_bytes());
+                p.extend_from_slice(&[b'K', 0, b't', b'b']);
+            }
+            p.push(0x89);
+            p.push(b'T');
+            p.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            p.extend_from_slice(&data);
+            p.extend_from_slice(b"tb");
+            put(&mut p, &mut memo);
+        }
+        p.push(0x86);
+        put(&mut p, &mut memo);
+    }
+    p.extend_from_slice(b"t.");
+    p
+}
+
+fn split(n: usize, first_label: i64) -> (Vec<f32>, Vec<i64>) {
+    let images = (0..n * 784).map(|i| (i % 256) as f32 / 256.0).collect();
+    let labels = (0..n as i64).map(|i| (first_label + i) % 10).collect();
+    (images, labels)
+}
+
+fn pickle_seeds() -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            "empty-splits".into(),
+            pickle(&[split(0, 0), split(0, 0), split(0, 0)]),
+        ),
+        (
+            "one-image-each".into(),
+            pickle(&[split(1, 5), split(1, 0), split(1, 7)]),
+        ),
+        (
+            "bad-label".into(),
+            pickle(&[split(0, 0), (vec![0.5; 784], vec![12]), split(0, 0)]),
+        ),
+    ]
+}
+
+fn model(encoder: EncoderConfig, decoder: DecoderConfig, flow: Option<FlowConfig>) -> ModelConfig {
+    ModelConfig {
+        latent: 4,
+        encoder,
+        decoder,
+        flow,
+        ..Default::default()
+    }
+}
+
+fn config_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join("configs"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            out.push((format!("run-{name}"), std::fs::read(&path)?));
+        }
+    }
+    let smoke = std::fs::read(root().join("configs/smoke.json"))?;
+    out.push((
+        "run-smoke-set".into(),
+        [
+            &smoke[..],
+            b"\0model.latent=2\0model.flow.hidden=[4,4]\0model.flow.context_size=4\0train.seed=3",
+        ]
+        .concat(),
+    ));
+    out.push((
+        "run-smoke-noflow".into(),
+        [&smoke[..], b"\0model.flow=null\0data.dataset=fashion-mnist"].concat(),
+    ));
+    let mlp = |h: Vec<i64>| EncoderConfig::Mlp { hidden: h };
+    let dmlp = |h: Vec<i64>| DecoderConfig::Mlp { hidden: h };
+    let flow = FlowConfig {
+        layers: 2,
+        hidden: vec![8],
+        context_size: 8,
+        ..Default::default()
+    };
+    let models = [
+        ("tiny", crate::tiny_model()),
+        (
+            "mlp-flow",
+            model(mlp(vec![16]), dmlp(vec![16]), Some(flow.clone())),
+        ),
+        (
+            "linear-context",
+            model(
+                mlp(vec![8, 8]),
+                dmlp(vec![]),
+                Some(FlowConfig {
+                    context: ContextMode::Linear,
+                    context_size: 3,
+                    hidden: vec![8, 4],
+                    shift_only: true,
+                    batch_norm: false,
+                    ..flow.clone()
+                }),
+            ),
+        ),
+        (
+            "identity-flow",
+            model(
+                mlp(vec![]),
+                dmlp(vec![4]),
+                Some(FlowConfig {
+                    kind: FlowKind::Identity,
+                    ..flow.clone()
+                }),
+            ),
+        ),
+        (
+            "gated-conv",
+            model(EncoderConfig::GatedConv, DecoderConfig::GatedConv, None),
+        ),
+        ("resnet", model(EncoderConfig::Resnet, dmlp(vec![8]), None)),
+    ];
+    for (name, m) in models {
+        let cfg = ExperimentConfig {
+            model: m,
+            ..crate::tiny_experiment()
+        };
+        out.push((
+            format!("experiment-{name}"),
+            serde_json::to_vec_pretty(&cfg).expect("a config serializes"),
+        ));
+    }
+    out.push(("experiment-empty".into(), b"{}".to_vec()));
+    Ok(out)
+}
+
+fn sweep_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join("configs/sweeps"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let mut v: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+            v["base"] = json!("base.json");
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            out.push((
+                format!("file-{name}"),
+                serde_json::to_vec_pretty(&v).expect("JSON"),
+            ));
+        }
+    }
+    let seeds = [
+        (
+            "grid",
+            json!({
+                "base": "base.json",
+                "grid": {"model.latent": [8, 16], "data.dataset": ["mnist", "fashion-mnist"]},
+                "x_key": "model.latent",
+                "eval": {"method": "ais", "n": 10, "args": ["--steps", "5"]},
+            }),
+        ),
+        (
+            "variants-unlabelled",
+            json!({
+                "name": "v",
+                "base": "base.json",
+                "set": {"train.epochs": 1},
+                "variants": [
+                    {"set": {"model.flow": null}},
+                    {"set": {"model.flow.layers": 2, "train.learning_rate": 0.0005}}
+                ],
+                "seeds": [0, 18446744073709551615u64],
+                "device": "cuda",
+                "x_label": "layers",
+                "slurm": {"partition": "cpu", "gpus": 1, "extra": ["--account=ml"]}
+            }),
+        ),
+        ("minimal", json!({"base": "base.json"})),
+    ];
+    for (name, v) in seeds {
+        out.push((
+            format!("spec-{name}"),
+            serde_json::to_vec(&v).expect("JSON"),
+        ));
+    }
+    Ok(out)
+}
+
+fn checkpoint_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let dir = crate::scratch_dir("seeds");
+    let file = dir.join("ck.safetensors");
+    let save = |t: &Trainer| -> std::io::Result<Vec<u8>> {
+        t.save_checkpoint(&file).map_err(std::io::Error::other)?;
+        std::fs::read(&file)
+    };
+    let mut out = Vec::new();
+    let mut t = crate::tiny_trainer();
+    out.push(("fresh".into(), save(&t)?));
+    let stop = AtomicBool::new(false);
+    t.run_epoch(&stop, None, |_| {})
+        .map_err(std::io::Error::other)?;
+    out.push(("one-epoch".into(), save(&t)?));
+    // Stopped in the middle of the second epoch: a partial epoch in the state.
+    let at = t.state().global_step + 1;
+    t.run_epoch(&stop, Some(at), |_| {})
+        .map_err(std::io::Error::other)?;
+    out.push(("mid-epoch".into(), save(&t)?));
+    // Another architecture: loads as a config, refused by the trainer.
+    let other = ExperimentConfig {
+        model: ModelConfig {
+            flow: None,
+            ..crate::tiny_model()
+        },
+        ..crate::tiny_experiment()
+    };
+    let t = Trainer::new(other, crate::tiny_dataset(), tch::Device::Cpu)
+        .map_err(std::io::Error::other)?;
+    out.push(("other-architecture".into(), save(&t)?));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}

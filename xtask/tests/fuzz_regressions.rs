@@ -1,0 +1,75 @@
+//! Regression tests for what the `sweep` fuzz target (`fuzz/`) found in sweep files: each input is
+//! rebuilt here.
+
+use serde_json::{json, Value};
+use xtask::sweep::Sweep;
+
+fn parse(v: Value) -> anyhow::Result<Sweep> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.json"), "{}").unwrap();
+    Sweep::from_value(&v, "fuzz", dir.path())
+}
+
+/// A line break in `name` ended the script's comment line, and one in a `slurm` value its
+/// `#SBATCH` line: the rest ran as a command in the Slurm job. Control characters are refused in
+/// every string of a sweep file.
+#[test]
+fn line_breaks_cannot_reach_the_slurm_script() {
+    for (file, key) in [
+        (
+            json!({"base": "base.json", "name": "a\nrm -rf ~"}),
+            "`name`",
+        ),
+        (
+            json!({"base": "base.json", "slurm": {"partition": "cpu\ntouch /tmp/x"}}),
+            "`slurm.partition`",
+        ),
+        (
+            json!({"base": "base.json", "slurm": {"mem": "2G\r"}}),
+            "`slurm.mem`",
+        ),
+        (
+            json!({"base": "base.json", "slurm": {"time": "1:00\u{0}"}}),
+            "`slurm.time`",
+        ),
+        (json!({"base": "base.json", "x_label": "x\ny"}), "`x_label`"),
+    ] {
+        let err = format!("{:#}", parse(file.clone()).unwrap_err());
+        assert!(
+            err.contains(key) && err.contains("control character"),
+            "{file}: {err}"
+        );
+    }
+    // Spaces and other printable characters are still fine.
+    parse(json!({"base": "base.json", "name": "my sweep", "slurm": {"partition": "gpu-a"}}))
+        .unwrap();
+}
+
+/// The `--set` argument of a grid value is the value as compact JSON, which `vae` parses back
+/// with serde_json. For `633333333333333333333333333333333333333` (an f64) the written text
+/// `6.333333333333333e38` parses back one ULP off, so the run gets a (slightly) different number
+/// than the sweep file says.
+///
+/// FIXME: serde_json's `float_roundtrip` feature makes this exact (for `vae` too); enabling it
+/// rebuilds tch and everything above it, so it is left to a deliberate change. Until then this
+/// asserts the current behaviour: at most one ULP apart.
+#[test]
+fn a_grid_float_reaches_vae_within_one_ulp() {
+    let s = parse(json!({
+        "base": "base.json",
+        "grid": {"model.latent": [6, 633333333333333333333333333333333333333.0]}
+    }))
+    .unwrap();
+    let runs = s.runs().unwrap();
+    let want = s.grid[0].1[1].as_f64().unwrap();
+    let arg = runs[1].set_args(&s).pop().unwrap();
+    let raw = arg.strip_prefix("model.latent=").unwrap();
+    let got = serde_json::from_str::<Value>(raw)
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        got.to_bits().abs_diff(want.to_bits()) <= 1,
+        "{arg}: {got} vs {want}"
+    );
+}
