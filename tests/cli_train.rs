@@ -6,31 +6,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{command, configs, python, stderr, tiny_dataset, vae};
+use common::{model_tensors, python, smoke_command, stderr, tiny_dataset, train_smoke, vae};
 
-/// Trains configs/smoke.json on a tiny dataset (600 train, 200 validation, 100 test images).
 fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let cfg = configs().join("smoke.json");
-    let mut args = vec![
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(["--set", "data.validation=200", "--threads", "1"]);
-    args.extend(extra);
-    vae(data, &args)
-}
-
-fn model_tensors(ck: &Path) -> Vec<(String, tch::Tensor)> {
-    let mut t: Vec<_> = tch::Tensor::read_safetensors(ck)
-        .unwrap()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("model.") || k.starts_with("adam."))
-        .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
+    train_smoke(data, out, extra)
 }
 
 #[test]
@@ -203,26 +182,10 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     tiny_dataset(dir.path(), 800, 100);
     let run = dir.path().join("run");
-    let cfg = configs().join("smoke.json");
-    let child = command(
-        dir.path(),
-        &[
-            "train",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-            "--set",
-            "data.validation=200",
-            "--set",
-            "train.epochs=1000",
-            "--threads",
-            "1",
-        ],
-    )
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = smoke_command(dir.path(), &run, &["--set", "train.epochs=1000"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait for the first completed epoch, then interrupt.
     let start = Instant::now();
     while !std::fs::read_to_string(run.join("train.log"))

@@ -108,3 +108,40 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `vae train` of configs/smoke.json into `out` on the dataset in `data`, with 200 validation
+/// images and one thread, plus `extra` arguments; not started.
+pub fn smoke_command(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let cfg = configs().join("smoke.json");
+    let mut c = command(
+        data,
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    c.args(["--set", "data.validation=200", "--threads", "1"])
+        .args(extra);
+    c
+}
+
+/// Runs [`smoke_command`] to the end.
+pub fn train_smoke(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    smoke_command(data, out, extra)
+        .output()
+        .expect("the vae binary runs")
+}
+
+/// The `model.*` and `adam.*` tensors of a checkpoint, sorted by name.
+pub fn model_tensors(ck: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t: Vec<_> = tch::Tensor::read_safetensors(ck)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("model.") || k.starts_with("adam."))
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}

@@ -150,29 +150,15 @@ fn ensure_libtorch(layout: &Layout) -> Result<()> {
         "installing libtorch {TORCH_VERSION} into {} (pip, about 1.2 GB)",
         dir.display()
     ));
-    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let mut cmd = Command::new(&python);
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-    ])
-    .arg("--target")
-    .arg(&partial)
     // One pip call for all three: `--target` replaces `nvidia/` instead of merging (§2).
-    .args(TORCH_WHEELS);
-    run_logged(cmd, "pip install of libtorch")?;
-    let v = torch_version(&partial.join("torch")).unwrap_or_else(|| "none".into());
-    ensure!(
-        version_ok(&v),
-        "pip installed torch {v}, expected {TORCH_VERSION}"
-    );
-    std::fs::rename(&partial, &dir)
-        .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))?;
+    pip_install_target(&python, &dir, &["--no-deps"], &TORCH_WHEELS, |partial| {
+        let v = torch_version(&partial.join("torch")).unwrap_or_else(|| "none".into());
+        ensure!(
+            version_ok(&v),
+            "pip installed torch {v}, expected {TORCH_VERSION}"
+        );
+        Ok(())
+    })?;
     done(t);
     Ok(())
 }
@@ -315,27 +301,17 @@ fn ensure_python_tools(layout: &Layout) -> Result<()> {
         "installing tensorboard, safetensors and numpy for the tests into {} (pip, about 160 MB)",
         dir.display()
     ));
-    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let mut cmd = Command::new(&python);
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--target",
-    ])
-    .arg(&partial)
-    .args(PYTHON_TOOLS.iter().map(|(n, v)| format!("{n}=={v}")));
-    run_logged(cmd, "pip install of the Python test tools")?;
-    ensure!(
-        installed(&partial),
-        "pip did not install all of {PYTHON_TOOLS:?}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&partial, &dir)
-        .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))?;
+    let packages: Vec<String> = PYTHON_TOOLS
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}"))
+        .collect();
+    pip_install_target(&python, &dir, &[], &packages, |partial| {
+        ensure!(
+            installed(partial),
+            "pip did not install all of {PYTHON_TOOLS:?}"
+        );
+        Ok(())
+    })?;
     done(t);
     Ok(())
 }
@@ -392,8 +368,39 @@ fn ensure_fashion_mnist(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Installs `packages` with `pip install --target` into a temporary folder beside `dir`, runs
+/// `check` on it, and only then moves it to `dir` (replacing an older one), so an interrupted
+/// install never looks complete.
+pub fn pip_install_target<S: AsRef<std::ffi::OsStr>>(
+    python: &Path,
+    dir: &Path,
+    extra_args: &[&str],
+    packages: &[S],
+    check: impl Fn(&Path) -> Result<()>,
+) -> Result<()> {
+    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ])
+    .args(extra_args)
+    .arg("--target")
+    .arg(&partial)
+    .args(packages);
+    run_logged(cmd, &format!("pip install into {}", dir.display()))?;
+    check(&partial)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&partial, dir)
+        .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))
+}
+
 /// The Python interpreter: `FLOWVAE_PYTHON`, else `python3`; checked to run and to have pip.
-fn python() -> Result<PathBuf> {
+pub fn python() -> Result<PathBuf> {
     let python = std::env::var_os("FLOWVAE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| "python3".into());

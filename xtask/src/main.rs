@@ -1,11 +1,15 @@
-//! `cargo xtask <command>`: bootstrap and test flowvae on a fresh machine.
+//! `cargo xtask <command>`: bootstrap and test flowvae on a fresh machine, train the default
+//! model, run sweeps.
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use xtask::bootstrap::{self, Layout};
+use xtask::cargo;
+use xtask::sweep::{self, Backend};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "flowvae project automation")]
@@ -31,6 +35,46 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a sweep file (configs/sweeps/*.json) here or on Slurm, resumably, and summarise it in
+    /// summary.md, summary.csv and summary.png
+    Sweep {
+        /// Sweep file
+        file: PathBuf,
+        /// Where the runs execute
+        #[arg(long, value_enum, default_value = "local")]
+        backend: Backend,
+        /// Local: runs at a time [default: the sweep file's `jobs`, else 1]. Slurm: most array
+        /// tasks at a time [default: no limit]
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Local: libtorch threads per run [default: cores / jobs]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the runs (and the Slurm script) without starting anything
+        #[arg(long)]
+        dry_run: bool,
+        /// Output folder [default: runs/sweeps/<sweep name>]
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Benchmark flowvae beside its PyTorch reference; writes BENCHMARKS.md and BENCHMARKS.json
+    Bench {
+        /// Few repeats and images on the heavy rows (a few minutes on 2 cores)
+        #[arg(long)]
+        quick: bool,
+        /// cpu or cuda
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Threads for both implementations [default: all cores]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only rows whose key contains this (cpu-default, seed-mlp, seed-gatedconv, seed-resnet)
+        #[arg(long)]
+        only: Vec<String>,
+        /// Build target/gpu-kit for scripts/gpu-check.sh instead of benchmarking
+        #[arg(long)]
+        gpu_kit: bool,
+    },
     /// Bootstrap, then run every test of the workspace (extra arguments go to `cargo test`)
     Test {
         /// Passed to `cargo test` after `--workspace`
@@ -55,6 +99,41 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Bootstrap => bootstrap::run(&layout),
         Cmd::Train { config, out, args } => train(&root, &layout, &config, out, &args),
+        Cmd::Sweep {
+            file,
+            backend,
+            jobs,
+            threads,
+            dry_run,
+            out,
+        } => sweep::run(
+            &root,
+            &file,
+            &sweep::Options {
+                backend,
+                jobs,
+                threads,
+                dry_run,
+                out,
+            },
+        ),
+        Cmd::Bench {
+            quick,
+            device,
+            threads,
+            only,
+            gpu_kit,
+        } => xtask::bench::run(
+            &root,
+            &layout,
+            &xtask::bench::Options {
+                quick,
+                device,
+                threads,
+                only,
+                gpu_kit,
+            },
+        ),
         Cmd::Test { args } => {
             bootstrap::run(&layout)?;
             cargo(
@@ -168,20 +247,6 @@ fn run_vae(root: &std::path::Path, vae: &std::path::Path, args: &[&str]) -> Resu
         .with_context(|| format!("starting {}", vae.display()))?;
     if !status.success() {
         bail!("vae {} failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
-/// Runs the cargo that runs us, in the repo root so `.cargo/config.toml` applies.
-fn cargo(root: &std::path::Path, args: &[&str]) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("starting cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
 }

@@ -24,6 +24,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Estimate the log-likelihood of a trained run (IS, AIS or BDMC)
     Eval(EvalArgs),
+    /// One measured phase of `cargo xtask bench` (JSON out)
+    #[command(hide = true)]
+    Bench(BenchArgs),
 }
 
 /// Log-likelihood estimators.
@@ -87,15 +90,97 @@ pub struct EvalArgs {
     /// Seed of the estimator's noise
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// IS memory budget: most samples x images per forward pass
-    #[arg(long, default_value_t = 20_000)]
-    pub max_rows: usize,
+    /// IS memory budget: most samples x images per forward pass [default: what keeps one
+    /// chunk's activations within 2 GiB for the architecture, at most 20000]
+    #[arg(long)]
+    pub max_rows: Option<usize>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// libtorch threads
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What `vae bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPhase {
+    /// Write the initial checkpoint and the batches for the PyTorch reference
+    Export,
+    /// Training steps
+    Train,
+    /// Importance sampling
+    Is,
+    /// AIS, and one gradient of log p(x, z) at its shape
+    Ais,
+    /// libtorch's f32 matrix-product peak
+    Matmul,
+}
+
+/// `vae bench` (hidden; driven by `cargo xtask bench`)
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Run config (JSON)
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "configs/mnist-mlp-iaf-cpu.json"
+    )]
+    pub config: PathBuf,
+    /// Override a config value (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// What to measure
+    #[arg(long, value_enum)]
+    pub phase: BenchPhase,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch threads
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Training batch size
+    #[arg(long, default_value_t = 200)]
+    pub batch: usize,
+    /// Untimed steps before the timed ones
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed training steps
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Test images for IS and AIS
+    #[arg(long, default_value_t = 10)]
+    pub images: usize,
+    /// IS samples per image
+    #[arg(long, default_value_t = 1000)]
+    pub k: usize,
+    /// IS rows per model call [default: as `vae eval`]
+    #[arg(long)]
+    pub max_rows: Option<usize>,
+    /// AIS schedule points
+    #[arg(long, default_value_t = 101)]
+    pub anneal_steps: usize,
+    /// AIS chains per image
+    #[arg(long, default_value_t = 8)]
+    pub chains: usize,
+    /// AIS leapfrog steps per move
+    #[arg(long, default_value_t = 10)]
+    pub leapfrog: usize,
+    /// Matrix size of the matmul peak
+    #[arg(long, default_value_t = 2048)]
+    pub matmul_size: i64,
+    /// Start from this checkpoint instead of the config's seeded initialisation
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// export: the folder for model.safetensors and data.safetensors
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// JSON result file [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -6,14 +6,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
-use vae_data::{binarize::binarize_once, default_data_dir, Dataset, Split, SplitConfig, SplitKind};
+use vae_data::{binarize::binarize_once, Split, SplitKind};
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig};
-use vae_model::{Trainer, VaeLatentModel};
+use vae_model::VaeLatentModel;
 
 use crate::args::{EvalArgs, EvalMethod, EvalStart};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, write_json, RunDir};
-use crate::train_cmd::device;
+use crate::train_cmd::{build_trainer, device, set_threads};
 
 fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
     let x: Vec<f32> = split.pixels[..n * vae_data::IMAGE_PIXELS]
@@ -33,9 +33,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let cfg = RunConfig::load(&run.config(), &[])
         .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
     let device = device(&args.device)?;
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n.max(1) as i32);
-    }
+    set_threads(args.threads)?;
     let ck = run.checkpoint(&args.checkpoint);
     if !ck.exists() {
         bail!(
@@ -44,16 +42,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             ck.display()
         );
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let data = Dataset::load(
-        cfg.data.dataset,
-        &data_dir,
-        SplitConfig {
-            validation: cfg.data.validation,
-        },
-    )
-    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
-    let mut trainer = Trainer::new(cfg.experiment(), data, device)?;
+    let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
     trainer.load_checkpoint(&ck)?;
     let split = match args.split {
         // Validation and test are already fixed-binarized by the trainer.
@@ -87,7 +76,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalMethod::Is => {
             let config = IsConfig {
                 num_samples: args.k,
-                max_rows: args.max_rows,
+                max_rows: args.max_rows.unwrap_or_else(|| {
+                    crate::cost::is_max_rows(&cfg.model, crate::cost::IS_ACTIVATION_BUDGET)
+                }),
                 seed: args.seed,
             };
             let r = vae_eval::importance_sampling(

@@ -43,6 +43,32 @@ pub fn device(name: &str) -> Result<Device> {
     Ok(Device::Cuda(d))
 }
 
+/// Applies `--threads`.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads 0: expected at least 1");
+        }
+        tch::set_num_threads(n as i32);
+    }
+    Ok(())
+}
+
+/// Loads the run's dataset (from `data_dir` or the default data folder) and builds its trainer.
+pub fn build_trainer(
+    cfg: &RunConfig,
+    data_dir: Option<std::path::PathBuf>,
+    device: Device,
+) -> Result<Trainer> {
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let split = SplitConfig {
+        validation: cfg.data.validation,
+    };
+    let data = Dataset::load(cfg.data.dataset, &data_dir, split)
+        .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    Ok(Trainer::new(cfg.experiment(), data, device)?)
+}
+
 /// Lists the dotted paths where two JSON values differ.
 pub fn json_differences(
     a: &serde_json::Value,
@@ -102,14 +128,9 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
                 diffs.join("; ")
             );
         }
-        if !run.checkpoint("last").exists() {
-            bail!(
-                "--resume {}: no checkpoint {} (the run stopped before its first checkpoint; start it again)",
-                dir.display(),
-                run.checkpoint("last").display()
-            );
-        }
-        return Ok((wanted, run, true));
+        // Killed before its first checkpoint: nothing was trained, so start it over.
+        let has_checkpoint = run.checkpoint("last").exists();
+        return Ok((wanted, run, has_checkpoint));
     }
     let Some(path) = &args.config else {
         bail!("give --config FILE for a new run, or --resume DIR to continue one");
@@ -140,26 +161,22 @@ fn bar_style(template: &str) -> ProgressStyle {
 pub fn run(args: TrainArgs) -> Result<()> {
     let (cfg, run, resuming) = prepare(&args)?;
     let device = device(&args.device)?;
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads 0: expected at least 1");
-        }
-        tch::set_num_threads(n as i32);
-    }
+    set_threads(args.threads)?;
     std::fs::create_dir_all(run.root.join("checkpoints"))
         .with_context(|| format!("creating {}", run.root.display()))?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let data = Dataset::load(
-        cfg.data.dataset,
-        &data_dir,
-        SplitConfig {
-            validation: cfg.data.validation,
-        },
-    )
-    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
-    let mut trainer = Trainer::new(cfg.experiment(), data, device)?;
+    let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
     if resuming {
         trainer.load_checkpoint(&run.checkpoint("last"))?;
+    }
+    // Test-only fault injection (README, "Bad input and failures"): NaN losses from a step on.
+    if let Ok(spec) = std::env::var("FLOWVAE_TEST_INJECT_NAN") {
+        let parsed = spec
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+        let (from, count) = parsed.with_context(|| {
+            format!("FLOWVAE_TEST_INJECT_NAN={spec:?}: expected STEP:COUNT, e.g. 5:3")
+        })?;
+        trainer.inject_nan(from, count);
     }
     write_json(&run.config(), &cfg)?;
     let started = now();
@@ -187,6 +204,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         tch::get_num_threads()
     ))?;
 
+    if !resuming {
+        // A good checkpoint exists from the start, so a rollback always has somewhere to go.
+        trainer.save_checkpoint(&run.checkpoint("last"))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -233,6 +254,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let report = match outcome {
             EpochOutcome::Completed(r) => r,
             EpochOutcome::Interrupted => break true,
+            EpochOutcome::Diverged => {
+                let s = trainer.state();
+                let line = format!(
+                    "{} non-finite steps in a row at global step {}: rolling back to {} with the \
+                     learning rate halved",
+                    s.skipped.1,
+                    s.global_step,
+                    run.checkpoint("last").display()
+                );
+                multi.println(&line).ok();
+                run.log_line(&line)?;
+                if let Err(e) = trainer.rollback(&run.checkpoint("last")) {
+                    run.log_line(&format!("stopped: {e}"))?;
+                    return Err(e.into());
+                }
+                overall.set_position(trainer.state().global_step);
+                continue;
+            }
         };
         let line = epoch_line(&report, cfg.train.epochs);
         multi.println(&line).ok();
@@ -310,6 +349,11 @@ fn finish(trainer: &mut Trainer, run: &RunDir) -> Result<()> {
 }
 
 fn epoch_line(r: &EpochReport, epochs: usize) -> String {
+    let skipped = if r.skipped > 0 {
+        format!("  skipped {} non-finite steps", r.skipped)
+    } else {
+        String::new()
+    };
     let valid = match r.validation {
         Some(v) => format!(
             "  valid -elbo {:8.3}{}",
@@ -319,7 +363,7 @@ fn epoch_line(r: &EpochReport, epochs: usize) -> String {
         None => String::new(),
     };
     format!(
-        "epoch {:>4}/{epochs}  train -elbo {:8.3} rec {:8.3} kl {:7.3}  warmup {:.3} lr {:.2e}{valid}  {:.1} s",
+        "epoch {:>4}/{epochs}  train -elbo {:8.3} rec {:8.3} kl {:7.3}  warmup {:.3} lr {:.2e}{valid}  {:.1} s{skipped}",
         r.epoch, r.train_neg_elbo, r.train_rec, r.train_kl, r.warmup, r.lr, r.seconds
     )
 }

@@ -678,13 +678,14 @@ struct Eval {
 }
 
 impl Eval {
+    // `lerp` gives (1 − β)·a + β·b in one kernel: the HMC loop is launch-bound on a GPU.
     /// `log f_β = (1 − β) log p_0 + β log f_1`, `[K, G]`.
     fn log_pi(&self, beta: f64) -> Tensor {
-        &self.lp0 * (1.0 - beta) + &self.lf1 * beta
+        self.lp0.lerp(&self.lf1, beta)
     }
     /// `∇ log f_β`, `[K, G, D]`.
     fn grad(&self, beta: f64) -> Tensor {
-        &self.g0 * (1.0 - beta) + &self.g1 * beta
+        self.g0.lerp(&self.g1, beta)
     }
     /// `log f_1 − log p_0`, `[K, G]`: the per-step log-weight increment divided by `Δβ`.
     fn delta(&self) -> Tensor {
@@ -758,14 +759,16 @@ fn hmc_move<M: LatentModel + ?Sized>(
         &*momentum * alpha + noise * (1.0 - alpha * alpha).sqrt()
     };
     let eps3 = eps.to_kind(z.kind()).unsqueeze(-1);
-    let mut v = &v0 + &eps3 * cache.grad(beta) * 0.5;
+    let half = &eps3 * 0.5;
+    // Fused updates (`a.addcmul(b, c)` = a + b·c): one kernel each.
+    let mut v = v0.addcmul(&half, &cache.grad(beta));
     let mut zp = z.shallow_clone();
     let mut proposal = None;
     for l in 1..=hmc.leapfrog_steps {
-        zp = &zp + &eps3 * &v;
+        zp = zp.addcmul(&eps3, &v);
         let e = target.eval(&zp)?;
-        let scale = if l < hmc.leapfrog_steps { 1.0 } else { 0.5 };
-        v = &v + &eps3 * e.grad(beta) * scale;
+        let step = if l < hmc.leapfrog_steps { &eps3 } else { &half };
+        v = v.addcmul(step, &e.grad(beta));
         proposal = Some(e);
     }
     let proposal = proposal.expect("at least one leapfrog step");

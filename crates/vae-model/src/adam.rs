@@ -151,6 +151,20 @@ impl Adam {
         let step = tensors
             .get("adam.step")
             .ok_or_else(|| err("no adam.step tensor".into()))?;
+        // Checked before anything is copied: a 0-dim or empty step made `int64_value` panic
+        // (found by fuzz/ `checkpoint`), and `step` needs a count that fits its `i32` power.
+        let step = match step.size().as_slice() {
+            [1] => step.f_int64_value(&[0]).ok(),
+            _ => None,
+        }
+        .filter(|s| (0..=i64::from(i32::MAX)).contains(s))
+        .ok_or_else(|| {
+            err(format!(
+                "adam.step (shape {:?}) is not a step count in 0..={}",
+                step.size(),
+                i32::MAX
+            ))
+        })?;
         let mut loaded = Vec::with_capacity(self.names.len());
         for (i, name) in self.names.iter().enumerate() {
             let mut pair = Vec::with_capacity(2);
@@ -179,7 +193,7 @@ impl Adam {
                 self.v[i].copy_(&pair[1]);
             }
         });
-        self.step = step.int64_value(&[0]);
+        self.step = step;
         Ok(())
     }
 }

@@ -160,6 +160,11 @@ pub struct TrainConfig {
     pub adam: AdamConfig,
     /// Seed of everything random: initialisation, data order, binarization, ε.
     pub seed: u64,
+    /// A step whose loss or gradient is not finite is skipped; after this many in a row the
+    /// trainer asks to roll back to the last good checkpoint with the learning rate halved.
+    pub max_consecutive_skips: usize,
+    /// After this many rollbacks a run stops with a report instead of rolling back again.
+    pub max_rollbacks: usize,
 }
 
 impl Default for TrainConfig {
@@ -174,6 +179,8 @@ impl Default for TrainConfig {
             lr_decay_factor: 0.5,
             adam: AdamConfig::default(),
             seed: 0,
+            max_consecutive_skips: 10,
+            max_rollbacks: 3,
         }
     }
 }
@@ -213,6 +220,13 @@ impl ExperimentConfig {
             t.learning_rate,
             "a finite number > 0",
         )?;
+        if t.max_consecutive_skips == 0 {
+            return Err(Error::bad(
+                "train.max_consecutive_skips",
+                0,
+                "an integer >= 1",
+            ));
+        }
         if t.lr_decay_epochs == 0 {
             return Err(Error::bad("train.lr_decay_epochs", 0, "an integer >= 1"));
         }

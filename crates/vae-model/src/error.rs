@@ -36,6 +36,18 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Training kept producing non-finite losses or gradients.
+    #[error("training diverged: {steps} non-finite steps in a row at global step {global_step}, after {rollbacks} rollback(s) with the learning rate halved each time (now x{lr_scale}); lower train.learning_rate or check the data")]
+    Diverged {
+        /// Consecutive non-finite steps.
+        steps: usize,
+        /// Where it happened.
+        global_step: u64,
+        /// Rollbacks already done.
+        rollbacks: usize,
+        /// Current learning-rate multiplier.
+        lr_scale: f64,
+    },
     /// A file could not be written or read.
     #[error("{path}: {source}")]
     Io {

@@ -27,8 +27,12 @@ pub const CHECKPOINT_FORMAT: i64 = 1;
 const TAG_STEP: u64 = 0x57e9;
 const TAG_EVAL: u64 = 0xe7a1;
 
+fn one() -> f64 {
+    1.0
+}
+
 /// Where training stands; saved in every checkpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Completed epochs.
     pub epochs_done: usize,
@@ -40,6 +44,30 @@ pub struct TrainState {
     pub best: Option<(f64, usize)>,
     /// Running sums of the current epoch: rec, kl, grad norm, steps.
     pub partial: [f64; 4],
+    /// Multiplier of the scheduled learning rate: halved by every rollback.
+    #[serde(default = "one")]
+    pub lr_scale: f64,
+    /// Rollbacks to a checkpoint after non-finite steps.
+    #[serde(default)]
+    pub rollbacks: usize,
+    /// Non-finite steps skipped in total, and in a row now.
+    #[serde(default)]
+    pub skipped: (u64, usize),
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        TrainState {
+            epochs_done: 0,
+            step_in_epoch: 0,
+            global_step: 0,
+            best: None,
+            partial: [0.0; 4],
+            lr_scale: 1.0,
+            rollbacks: 0,
+            skipped: (0, 0),
+        }
+    }
 }
 
 /// What one step did.
@@ -61,6 +89,8 @@ pub struct StepReport {
     pub lr: f64,
     /// Global gradient L2 norm before the update.
     pub grad_norm: f64,
+    /// The loss or a gradient was not finite, so no update was applied.
+    pub skipped: bool,
 }
 
 /// Negative ELBO of a data split, BN in inference mode, one posterior sample per image.
@@ -100,6 +130,8 @@ pub struct EpochReport {
     pub improved: bool,
     /// Wall-clock seconds of the epoch, validation included.
     pub seconds: f64,
+    /// Steps of this epoch skipped because the loss or a gradient was not finite.
+    pub skipped: usize,
 }
 
 /// How a call to [`Trainer::run_epoch`] ended.
@@ -109,6 +141,9 @@ pub enum EpochOutcome {
     Completed(Box<EpochReport>),
     /// Stopped between steps (by the stop flag or the step limit); the state says where.
     Interrupted,
+    /// `train.max_consecutive_skips` non-finite steps in a row: call
+    /// [`Trainer::rollback`] with the last good checkpoint.
+    Diverged,
 }
 
 /// Trains a [`Vae`] on a dataset; usable without the CLI.
@@ -122,6 +157,8 @@ pub struct Trainer {
     validation: Split,
     test: Split,
     state: TrainState,
+    /// Test-only fault injection: make the loss NaN for `.1` steps from global step `.0`.
+    nan_injection: Option<(u64, u64)>,
 }
 
 impl Trainer {
@@ -136,9 +173,13 @@ impl Trainer {
                 &format!("at most the {} training images", data.train.len()),
             ));
         }
+        // tch has one process-wide generator: hold vae-eval's lock from seeding to the last draw
+        // so that trainers and estimators on other threads cannot interleave their draws.
+        let rng = vae_eval::rng_guard();
         tch::manual_seed(cfg.train.seed as i64);
         let vs = nn::VarStore::new(device);
         let vae = Vae::new(&vs.root(), &cfg.model)?;
+        drop(rng);
         let adam = Adam::new(&vs, cfg.train.adam);
         let eval_seed = cfg.data.eval_binarization_seed;
         let train = match cfg.data.train_binarization {
@@ -155,6 +196,7 @@ impl Trainer {
             vae,
             adam,
             state: TrainState::default(),
+            nan_injection: None,
         })
     }
 
@@ -178,6 +220,31 @@ impl Trainer {
     pub fn device(&self) -> Device {
         self.device
     }
+    /// Test-only switch: from global step `from`, the next `count` steps get a NaN loss (once).
+    pub fn inject_nan(&mut self, from: u64, count: u64) {
+        self.nan_injection = Some((from, count));
+    }
+
+    /// Restores the last good checkpoint after [`EpochOutcome::Diverged`], halving the learning
+    /// rate; fails with [`Error::Diverged`] once `train.max_rollbacks` is exhausted.
+    pub fn rollback(&mut self, checkpoint: &Path) -> Result<()> {
+        let (rollbacks, lr_scale) = (self.state.rollbacks + 1, self.state.lr_scale * 0.5);
+        let (skipped, at) = (self.state.skipped, self.state.global_step);
+        if rollbacks > self.cfg.train.max_rollbacks {
+            return Err(Error::Diverged {
+                steps: skipped.1,
+                global_step: at,
+                rollbacks: self.state.rollbacks,
+                lr_scale: self.state.lr_scale,
+            });
+        }
+        self.load_checkpoint(checkpoint)?;
+        self.state.rollbacks = rollbacks;
+        self.state.lr_scale = lr_scale;
+        self.state.skipped = (skipped.0, 0);
+        Ok(())
+    }
+
     /// Optimizer steps per epoch (the incomplete last batch is dropped).
     pub fn steps_per_epoch(&self) -> usize {
         self.train.len() / self.cfg.train.batch_size
@@ -222,7 +289,8 @@ impl Trainer {
         let start = Instant::now();
         let epochs_done = self.state.epochs_done;
         let warmup = schedule::warmup(&self.cfg.train, epochs_done);
-        let lr = schedule::learning_rate(&self.cfg.train, epochs_done);
+        let lr = schedule::learning_rate(&self.cfg.train, epochs_done) * self.state.lr_scale;
+        let mut skipped_here = 0;
         let steps = self.steps_per_epoch();
         let seed = self.cfg.train.seed;
         {
@@ -236,6 +304,7 @@ impl Trainer {
                 {
                     return Ok(EpochOutcome::Interrupted);
                 }
+                let rng = vae_eval::rng_guard();
                 tch::manual_seed(stream_seed(&[
                     TAG_STEP,
                     seed,
@@ -243,21 +312,39 @@ impl Trainer {
                     self.state.step_in_epoch as u64,
                 ]) as i64);
                 let terms = self.vae.elbo_terms(&batch.images, true);
+                drop(rng);
                 let rec = terms.rec.mean(Kind::Float);
                 let kl = terms.kl.mean(Kind::Float);
-                let loss = &rec + &kl * warmup;
+                let mut loss = &rec + &kl * warmup;
+                if let Some((from, left)) = self.nan_injection {
+                    if self.state.global_step >= from && left > 0 {
+                        loss *= f64::NAN;
+                        self.nan_injection = Some((from, left - 1));
+                    }
+                }
                 self.adam.zero_grad();
                 loss.backward();
                 let grad_norm = self.adam.grad_norm();
-                self.adam.step(lr);
+                let finite = loss.double_value(&[]).is_finite() && grad_norm.is_finite();
+                if finite {
+                    self.adam.step(lr);
+                    self.state.skipped.1 = 0;
+                } else {
+                    // Skip the update: the weights stay as they were (SEED-SPEC has no guard).
+                    self.state.skipped.0 += 1;
+                    self.state.skipped.1 += 1;
+                    skipped_here += 1;
+                }
                 let (rec, kl) = (rec.double_value(&[]), kl.double_value(&[]));
                 self.state.step_in_epoch += 1;
                 self.state.global_step += 1;
-                let p = &mut self.state.partial;
-                p[0] += rec;
-                p[1] += kl;
-                p[2] += grad_norm;
-                p[3] += 1.0;
+                if finite {
+                    let p = &mut self.state.partial;
+                    p[0] += rec;
+                    p[1] += kl;
+                    p[2] += grad_norm;
+                    p[3] += 1.0;
+                }
                 on_step(&StepReport {
                     epoch: epochs_done + 1,
                     step_in_epoch: self.state.step_in_epoch,
@@ -267,7 +354,11 @@ impl Trainer {
                     warmup,
                     lr,
                     grad_norm,
+                    skipped: !finite,
                 });
+                if self.state.skipped.1 >= self.cfg.train.max_consecutive_skips {
+                    return Ok(EpochOutcome::Diverged);
+                }
             }
         }
         let [rec, kl, gn, n] = self.state.partial;
@@ -296,6 +387,7 @@ impl Trainer {
             validation,
             improved,
             seconds: start.elapsed().as_secs_f64(),
+            skipped: skipped_here,
         })))
     }
 
@@ -308,6 +400,7 @@ impl Trainer {
             SplitKind::Validation => 1,
             SplitKind::Test => 2,
         };
+        let _rng = vae_eval::rng_guard();
         tch::manual_seed(stream_seed(&[TAG_EVAL, self.cfg.train.seed, tag]) as i64);
         let binarization = match which {
             SplitKind::Train => Binarization::Fixed,
@@ -353,24 +446,33 @@ impl Trainer {
             .map(|(k, t)| (format!("model.{k}"), t))
             .collect();
         tensors.extend(self.adam.state_tensors());
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let meta = serde_json::json!({
             "format": CHECKPOINT_FORMAT,
+            "checksum": checksum(tensors.iter().map(|(k, t)| (k.as_str(), t))),
             "config": self.cfg,
             "state": self.state,
         });
         let meta = serde_json::to_vec(&meta).expect("config serializes");
         tensors.push(("meta.json".into(), Tensor::from_slice(&meta)));
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        Tensor::write_safetensors(&tensors, &tmp)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
+        // On any failure (disk full, permission denied) the previous file stays untouched.
+        let written = Tensor::write_safetensors(&tensors, &tmp)
+            .map_err(Error::from)
+            .and_then(|_| {
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)
+            })
+            .and_then(|_| std::fs::rename(&tmp, path).map_err(io));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         if let Some(dir) = path.parent() {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
@@ -393,6 +495,21 @@ impl Trainer {
             path: path.to_path_buf(),
             reason,
         };
+        let mut named: Vec<(&str, &Tensor)> = tensors
+            .iter()
+            .filter(|(k, _)| k.as_str() != "meta.json")
+            .map(|(k, t)| (k.as_str(), t))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let sum = checksum(named.into_iter());
+        // Checkpoints written before checksums existed carry none; they load unverified.
+        if meta.checksum.is_some_and(|stored| stored != sum as u64) {
+            return Err(err(format!(
+                "checksum mismatch (stored {}, computed {sum}): the tensors are corrupt; use \
+                 the other checkpoint of the run (best or last) or an older copy",
+                meta.checksum.unwrap_or_default()
+            )));
+        }
         if meta.config.model != self.cfg.model {
             return Err(err(format!(
                 "it was written for another architecture (model config {}), this run has {}",
@@ -427,6 +544,21 @@ impl Trainer {
 struct Meta {
     config: ExperimentConfig,
     state: TrainState,
+    checksum: Option<u64>,
+}
+
+/// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for (name, t) in tensors {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.copy_data_u8(&mut bytes, numel);
+        h.update(name.as_bytes());
+        h.update(&bytes);
+    }
+    h.finalize()
 }
 
 fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
@@ -464,5 +596,10 @@ fn parse_meta(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<Meta> {
         serde_json::from_value(v["config"].clone()).map_err(|e| err(format!("config: {e}")))?;
     let state =
         serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
-    Ok(Meta { config, state })
+    let checksum = v.get("checksum").and_then(|c| c.as_u64());
+    Ok(Meta {
+        config,
+        state,
+        checksum,
+    })
 }

@@ -265,6 +265,19 @@ impl ConvTranspose2d {
         let k = self.ws.size()[2];
         let s = self.stride;
         let size = x.size();
+        if self.padding == Padding::Valid && size[2] == 1 && size[3] == 1 {
+            // On a 1x1 input the transposed convolution is a dense layer D -> C·k·k (the first
+            // layer of both decoders): one matrix product instead of a convolution call.
+            let (c_in, c_out) = (self.ws.size()[0], self.ws.size()[1]);
+            let out = x
+                .view([size[0], c_in])
+                .matmul(&self.ws.view([c_in, c_out * k * k]))
+                .view([size[0], c_out, k, k]);
+            return match &self.bs {
+                Some(b) => out + b.view([1, c_out, 1, 1]),
+                None => out,
+            };
+        }
         match self.padding {
             Padding::Valid => x.conv_transpose2d(
                 &self.ws,
@@ -436,9 +449,33 @@ impl GatedConv2d {
     }
 
     /// `[B, in, H, W]` → `[B, out, H', W']`.
+    ///
+    /// Both branches read the same input, so they run as one convolution with both weights
+    /// stacked along the output channels (one call, the input read once), then split.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.gate.forward(x).sigmoid() * elu(&self.value.forward(x))
+        let c = self.gate.ws.size()[0];
+        let both = Conv2d {
+            ws: Tensor::cat(&[&self.gate.ws, &self.value.ws], 0),
+            bs: stacked_bias(&self.gate.bs, &self.value.bs),
+            stride: self.gate.stride,
+            padding: self.gate.padding,
+        }
+        .forward(x);
+        gate_and_value(&both, c)
     }
+}
+
+/// The two branches' biases stacked like their weights.
+fn stacked_bias(gate: &Option<Tensor>, value: &Option<Tensor>) -> Option<Tensor> {
+    match (gate, value) {
+        (Some(g), Some(v)) => Some(Tensor::cat(&[g, v], 0)),
+        _ => None,
+    }
+}
+
+/// `σ(gate) ⊙ ELU(value)` from both branches stacked along the channels (`c` each).
+fn gate_and_value(both: &Tensor, c: i64) -> Tensor {
+    both.narrow(1, 0, c).sigmoid() * elu(&both.narrow(1, c, c))
 }
 
 /// Gated transposed convolution `σ(ConvT_g(x)) ⊙ ELU(ConvT_h(x))`, with biases
@@ -467,9 +504,17 @@ impl GatedConvTranspose2d {
         })
     }
 
-    /// `[B, in, H, W]` → `[B, out, H', W']`.
+    /// `[B, in, H, W]` → `[B, out, H', W']`, both branches as one transposed convolution.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.gate.forward(x).sigmoid() * elu(&self.value.forward(x))
+        let c = self.gate.ws.size()[1];
+        let both = ConvTranspose2d {
+            ws: Tensor::cat(&[&self.gate.ws, &self.value.ws], 1),
+            bs: stacked_bias(&self.gate.bs, &self.value.bs),
+            stride: self.gate.stride,
+            padding: self.gate.padding,
+        }
+        .forward(x);
+        gate_and_value(&both, c)
     }
 }
 

@@ -1,0 +1,214 @@
+//! Failures and bad input end to end: NaN guard with rollback, kill -9 at random points then
+//! resume, corrupt checkpoints, and failed writes. Every case checks the message and that no
+//! panic (exit status 101) happened.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{model_tensors, smoke_command, stderr, tiny_dataset, train_smoke, vae};
+
+#[test]
+fn nan_losses_are_skipped_then_rolled_back_and_the_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    // Steps 7..=11 are NaN; with 5 allowed in a row the trainer rolls back once.
+    let out = smoke_command(
+        dir.path(),
+        &run,
+        &[
+            "--set",
+            "train.max_consecutive_skips=5",
+            "--set",
+            "train.epochs=3",
+        ],
+    )
+    .env("FLOWVAE_TEST_INJECT_NAN", "7:5")
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(
+        log.contains("5 non-finite steps in a row at global step 12: rolling back"),
+        "{log}"
+    );
+    let results = std::fs::read_to_string(run.join("results.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&results).unwrap();
+    assert!(
+        v["test"]["neg_elbo"].as_f64().unwrap().is_finite(),
+        "{results}"
+    );
+    // The resumed state carries the halved learning rate.
+    let last = tch::Tensor::read_safetensors(run.join("checkpoints/last.safetensors")).unwrap();
+    let meta = last.iter().find(|(k, _)| k == "meta.json").unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&Vec::<u8>::try_from(&meta.1).unwrap()).unwrap();
+    assert_eq!(meta["state"]["lr_scale"], 0.5);
+    assert_eq!(meta["state"]["rollbacks"], 1);
+}
+
+#[test]
+fn endless_nans_stop_with_a_report_after_the_allowed_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let out = smoke_command(
+        dir.path(),
+        &run,
+        &[
+            "--set",
+            "train.max_consecutive_skips=2",
+            "--set",
+            "train.max_rollbacks=2",
+        ],
+    )
+    .env("FLOWVAE_TEST_INJECT_NAN", "0:1000")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("training diverged: 2 non-finite steps in a row"),
+        "{err}"
+    );
+    assert!(err.contains("after 2 rollback(s)"), "{err}");
+    assert!(!run.join("results.json").exists());
+}
+
+#[test]
+fn kill_9_at_random_points_then_resume_gives_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let straight = dir.path().join("straight");
+    let t0 = Instant::now();
+    let out = train_smoke(dir.path(), &straight, &["--set", "train.epochs=8"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let full = t0.elapsed().as_millis() as u64;
+
+    let run = dir.path().join("killed");
+    // Fixed pseudo-random kill times, as fractions of an uninterrupted run, spread over start-up,
+    // steps, validation and checkpoint writes (every epoch here).
+    let mut kill_after_ms = [0.31, 0.47, 0.22, 0.58, 0.39]
+        .map(|f: f64| (f * full as f64) as u64)
+        .into_iter();
+    let mut kills = 0;
+    loop {
+        let mut c = if run.join("config.json").exists() {
+            common::command(
+                dir.path(),
+                &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
+            )
+        } else {
+            smoke_command(dir.path(), &run, &["--set", "train.epochs=8"])
+        };
+        let mut child = c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let deadline = kill_after_ms.next().map(Duration::from_millis);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if deadline.is_some_and(|d| start.elapsed() >= d) {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(status) = status {
+            assert!(status.success(), "the resumed run failed");
+            break;
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the run should have been killed several times, was killed {kills} times"
+    );
+    let a = model_tensors(&straight.join("checkpoints/last.safetensors"));
+    let b = model_tensors(&run.join("checkpoints/last.safetensors"));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs after {kills} kills");
+    }
+}
+
+#[test]
+fn corrupt_checkpoints_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    assert!(train_smoke(dir.path(), &run, &["--max-steps", "3"])
+        .status
+        .success());
+    let last = run.join("checkpoints/last.safetensors");
+    let good = std::fs::read(&last).unwrap();
+    let resume = || {
+        vae(
+            dir.path(),
+            &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
+        )
+    };
+    let check = |expect: &str| {
+        let out = resume();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expect),
+            "expected {expect:?} in {}",
+            stderr(&out)
+        );
+    };
+    // Truncated.
+    std::fs::write(&last, &good[..good.len() / 3]).unwrap();
+    check("may be truncated or corrupt");
+    // One bit flipped in the tensor data (the end of the file is data, not header).
+    let mut flipped = good.clone();
+    let at = flipped.len() / 2; // inside a weight tensor: the header and meta.json are small
+    flipped[at] ^= 0x10;
+    std::fs::write(&last, &flipped).unwrap();
+    check("checksum mismatch");
+    // A checkpoint of another format version.
+    let mut tensors = tch::Tensor::read_safetensors(run.join("checkpoints/best.safetensors")).ok();
+    if tensors.is_none() {
+        std::fs::write(&last, &good).unwrap();
+        tensors = tch::Tensor::read_safetensors(&last).ok();
+    }
+    let tensors: Vec<(String, tch::Tensor)> = tensors
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| {
+            if k == "meta.json" {
+                let text = String::from_utf8(Vec::<u8>::try_from(&t).unwrap()).unwrap();
+                let text = text.replacen("\"format\":1", "\"format\":99", 1);
+                (k, tch::Tensor::from_slice(text.as_bytes()))
+            } else {
+                (k, t)
+            }
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, &last).unwrap();
+    check("format version Some(99), this flowvae reads version 1");
+    // Not a flowvae checkpoint at all.
+    tch::Tensor::write_safetensors(&[("x", tch::Tensor::from_slice(&[1.0f32]))], &last).unwrap();
+    check("not a flowvae checkpoint");
+}
+
+#[test]
+fn a_failed_write_stops_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    // A folder where results.json should go: the final atomic rename fails (as root, permission
+    // bits would not stop the write, so a folder stands in for an unwritable file).
+    std::fs::create_dir_all(run.join("results.json/blocker")).unwrap();
+    let out = train_smoke(dir.path(), &run, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("results.json"), "{}", stderr(&out));
+    // The checkpoints written before the failure are intact and resumable.
+    assert!(model_tensors(&run.join("checkpoints/last.safetensors")).len() > 10);
+}

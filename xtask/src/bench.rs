@@ -1,0 +1,773 @@
+//! `cargo xtask bench`: flowvae beside a PyTorch eager implementation of the same models, in one
+//! run, written to `BENCHMARKS.md` and `BENCHMARKS.json`.
+//!
+//! Each figure comes from its own process, so its peak memory is its own: `vae bench --phase P`
+//! (hidden subcommand of the release binary) for flowvae, `benches/reference/flowvae_ref.py bench
+//! --phase P` for PyTorch, on the checkpoint and batches that `vae bench --phase export` wrote
+//! for that config, with the same threads. PyTorch comes from `<cache>/torch-python`, a full
+//! `torch==2.11.0` install (about 4 GB with its CUDA wheels, which `import torch` needs even on
+//! a CPU) made by pip the first time; the bootstrap's minimal libtorch cannot be imported.
+//!
+//! `--gpu-kit` instead builds what `scripts/gpu-check.sh` needs on a GPU machine that has no Rust
+//! and no network: the `vae` binary with the `cuda` feature, stripped, and gzipped MNIST, in
+//! `target/gpu-kit`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::bootstrap::{self, Layout, TORCH_VERSION};
+
+/// Marker written into the torch install once `import torch` worked there; the ELBO test of
+/// the reference (`tests/bench_reference.rs`) looks for it.
+pub const IMPORTABLE_MARKER: &str = ".flowvae-importable";
+const TORCH_FREE_BYTES: u64 = 8 << 30;
+/// The OpenMP wait policy of both implementations: flowvae's default (`vae` sets it when it is
+/// unset), given to PyTorch too so that the ratios compare the implementations, not the policy
+/// (with libgomp's default spinning, a step on a loaded machine took 3 to 10 times longer).
+const OMP_WAIT_POLICY: &str = "passive";
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Few repeats and images (a few minutes on 2 cores).
+    pub quick: bool,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// Threads for both implementations [default: the machine's cores].
+    pub threads: Option<usize>,
+    /// Only the rows whose key contains one of these.
+    pub only: Vec<String>,
+    /// Build the GPU kit instead of benchmarking.
+    pub gpu_kit: bool,
+}
+
+/// One row of the tables: a config and how much of it to measure.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Short name.
+    pub key: &'static str,
+    /// Table label.
+    pub title: &'static str,
+    /// Config file, relative to the repo root.
+    pub config: &'static str,
+    /// Untimed and timed training steps.
+    pub train: (usize, usize),
+    /// IS test images.
+    pub is_images: usize,
+    /// AIS test images and schedule points.
+    pub ais: (usize, usize),
+    /// Target ratio flowvae / PyTorch.
+    pub target: f64,
+}
+
+/// The benchmark rows for a mode and device (the CPU's heavy rows measure little in quick mode).
+pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
+    fn choose<T>(quick: bool, cuda: bool, q: T, f: T, c: T) -> T {
+        if cuda {
+            c
+        } else if quick {
+            q
+        } else {
+            f
+        }
+    }
+    vec![
+        Row {
+            key: "cpu-default",
+            title: "CPU default (MLP 2×500, IAF 2×[320, 320], D = 32)",
+            config: "configs/mnist-mlp-iaf-cpu.json",
+            train: choose(quick, cuda, (2, 10), (3, 30), (5, 30)),
+            is_images: choose(quick, cuda, 20, 100, 100),
+            ais: choose(quick, cuda, (10, 51), (50, 101), (50, 51)),
+            target: 0.85,
+        },
+        Row {
+            key: "seed-mlp",
+            title: "original MLP (3×1000, IAF 8×[1920, 1920], D = 64)",
+            config: "configs/seed-mnist-mlp.json",
+            train: choose(quick, cuda, (1, 4), (2, 10), (5, 30)),
+            is_images: choose(quick, cuda, 2, 10, 100),
+            ais: choose(quick, cuda, (4, 21), (20, 51), (50, 51)),
+            target: 1.0,
+        },
+        Row {
+            key: "seed-gatedconv",
+            title: "original gated conv (IAF 8×[1920, 1920])",
+            config: "configs/seed-mnist-gatedconv.json",
+            train: choose(quick, cuda, (1, 2), (1, 5), (5, 30)),
+            is_images: choose(quick, cuda, 1, 4, 100),
+            ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
+            target: 1.0,
+        },
+        Row {
+            key: "seed-resnet",
+            title: "original ResNet (IAF 8×[1920, 1920], 36M parameters)",
+            config: "configs/seed-mnist-resnet.json",
+            train: choose(quick, cuda, (1, 2), (1, 5), (5, 30)),
+            is_images: choose(quick, cuda, 1, 4, 100),
+            ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
+            target: if cuda { 0.8 } else { 1.0 },
+        },
+    ]
+}
+
+/// `cargo xtask bench`.
+pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
+    let start = Instant::now();
+    bootstrap::run(layout)?;
+    if opts.gpu_kit {
+        return gpu_kit(root, layout);
+    }
+    let torch = ensure_torch_python(layout)?;
+    crate::cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
+    let vae = root.join("target/release/vae");
+    let threads = opts.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let cuda = opts.device.starts_with("cuda");
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let runner = Runner {
+        root,
+        vae: &vae,
+        torch: &torch,
+        device: &opts.device,
+        threads,
+    };
+
+    let matmul_size = if cuda { "8192" } else { "2048" };
+    let mm = &["--matmul-size", matmul_size][..];
+    let matmul = json!({
+        "flowvae": runner.flowvae(&work, "matmul", "configs/smoke.json", mm),
+        "pytorch": runner.pytorch(&work, "matmul", &work, mm),
+    });
+    let mut out_rows = Vec::new();
+    for row in rows(opts.quick, cuda) {
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| row.key.contains(o.as_str())) {
+            continue;
+        }
+        let dir = work.join(row.key);
+        std::fs::create_dir_all(&dir)?;
+        let (warm, steps) = row.train;
+        let (ais_images, ais_steps) = row.ais;
+        let images = row.is_images.max(ais_images).to_string();
+        let (warm_s, steps_s) = (warm.to_string(), steps.to_string());
+        let train_args = ["--warmup", &warm_s, "--steps", &steps_s, "--batch", "200"];
+        let export_dir = dir.to_string_lossy().into_owned();
+        let export = runner.flowvae(
+            &dir,
+            "export",
+            row.config,
+            &[
+                &train_args[..],
+                &["--images", &images, "--export", &export_dir],
+            ]
+            .concat(),
+        );
+        if export.get("error").is_some() {
+            out_rows.push(
+                json!({"key": row.key, "title": row.title, "config": row.config,
+                "target": row.target, "error": export["error"]}),
+            );
+            continue;
+        }
+        let ck = dir.join("model.safetensors").to_string_lossy().into_owned();
+        let is_images = row.is_images.to_string();
+        let (ais_images_s, ais_steps_s) = (ais_images.to_string(), ais_steps.to_string());
+        let mut phases = serde_json::Map::new();
+        for (phase, args) in [
+            ("train", train_args.to_vec()),
+            ("is", vec!["--images", &is_images, "--k", "1000"]),
+            (
+                "ais",
+                vec![
+                    "--images",
+                    &ais_images_s,
+                    "--anneal-steps",
+                    &ais_steps_s,
+                    "--chains",
+                    "8",
+                    "--leapfrog",
+                    "10",
+                ],
+            ),
+        ] {
+            let mut ours = runner.flowvae(
+                &dir,
+                phase,
+                row.config,
+                &[&args[..], &["--checkpoint", &ck]].concat(),
+            );
+            // The reference uses the same IS chunks as flowvae.
+            let mut ref_args: Vec<&str> = args.clone();
+            let rows_s;
+            if phase == "is" {
+                rows_s = ours["max_rows"].as_u64().unwrap_or(20_000).to_string();
+                ref_args.extend(["--max-rows", rows_s.as_str()]);
+            }
+            let theirs = runner.pytorch(&dir, phase, &dir, &ref_args);
+            ours["ratio"] = ratio(&ours, &theirs, phase).into();
+            phases.insert(phase.into(), json!({"flowvae": ours, "pytorch": theirs}));
+        }
+        let mut r = json!({"key": row.key, "title": row.title, "config": row.config,
+            "target": row.target});
+        for (k, v) in phases {
+            r[k] = v;
+        }
+        out_rows.push(r);
+    }
+    let command = format!(
+        "cargo xtask bench{}{}",
+        if opts.quick { " --quick" } else { "" },
+        if cuda {
+            format!(" --device {}", opts.device)
+        } else {
+            String::new()
+        }
+    );
+    let device_name = matmul["flowvae"]["device_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let result = json!({
+        "generated": utc_now(),
+        "command": command,
+        "quick": opts.quick,
+        "device": opts.device,
+        "device_name": device_name,
+        "threads": threads,
+        "wall_seconds": start.elapsed().as_secs_f64(),
+        "matmul": matmul,
+        "rows": out_rows,
+    });
+    let gpu_path = root.join("benches/gpu-results.json");
+    let gpu: Option<Value> = std::fs::read_to_string(&gpu_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let mut all = json!({"cpu": result});
+    if let Some(g) = &gpu {
+        all["gpu"] = g.clone();
+    }
+    let json_text = serde_json::to_string_pretty(&all)? + "\n";
+    bootstrap::write_atomic(&root.join("BENCHMARKS.json"), json_text.as_bytes())?;
+    let md = render(&result, gpu.as_ref());
+    bootstrap::write_atomic(&root.join("BENCHMARKS.md"), md.as_bytes())?;
+    eprintln!(
+        "xtask: wrote BENCHMARKS.md and BENCHMARKS.json ({:.1} min)",
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
+
+/// Runs the two implementations' phases, each in its own process with a log.
+struct Runner<'a> {
+    root: &'a Path,
+    vae: &'a Path,
+    torch: &'a Path,
+    device: &'a str,
+    threads: usize,
+}
+
+impl Runner<'_> {
+    fn flowvae(&self, dir: &Path, phase: &str, config: &str, args: &[&str]) -> Value {
+        let out = dir.join(format!("flowvae-{phase}.json"));
+        let mut cmd = Command::new(self.vae);
+        cmd.args(["bench", "--phase", phase, "--config", config])
+            .args(["--device", self.device])
+            .args(["--threads", &self.threads.to_string()])
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
+        self.run(cmd, dir, &format!("flowvae-{phase}"), &out)
+    }
+
+    fn pytorch(&self, dir: &Path, phase: &str, workdir: &Path, args: &[&str]) -> Value {
+        let out = dir.join(format!("pytorch-{phase}.json"));
+        let python = std::env::var_os("FLOWVAE_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut cmd = Command::new(python);
+        cmd.arg(self.root.join("benches/reference/flowvae_ref.py"))
+            .args(["bench", "--phase", phase])
+            .arg("--workdir")
+            .arg(workdir)
+            .args(["--device", self.device])
+            .args(["--threads", &self.threads.to_string()])
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .env("PYTHONPATH", self.torch)
+            .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
+        self.run(cmd, dir, &format!("pytorch-{phase}"), &out)
+    }
+
+    /// Runs `cmd`, its output to `<dir>/<name>.log`; the JSON it wrote, or `{"error": ...}`.
+    fn run(&self, mut cmd: Command, dir: &Path, name: &str, out: &Path) -> Value {
+        let t = Instant::now();
+        eprint!("xtask: bench {} {name} ... ", dir_name(dir));
+        let _ = std::fs::remove_file(out);
+        let log = dir.join(format!("{name}.log"));
+        let status = std::fs::File::create(&log).and_then(|f| {
+            let f2 = f.try_clone()?;
+            cmd.current_dir(self.root).stdout(f).stderr(f2).status()
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let result = match status {
+            Ok(s) if s.success() => std::fs::read_to_string(out)
+                .map_err(|e| format!("reading {}: {e}", out.display()))
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())),
+            Ok(s) => Err(format!("{name} failed ({s}); see {}", log.display())),
+            Err(e) => Err(format!("{name} did not start: {e}")),
+        };
+        match result {
+            Ok(v) => {
+                eprintln!("{secs:.1} s");
+                v
+            }
+            Err(e) => {
+                eprintln!("FAILED: {e}");
+                json!({ "error": e })
+            }
+        }
+    }
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The figure each phase compares.
+fn figure(v: &Value, phase: &str) -> Option<f64> {
+    let key = match phase {
+        "train" => "median_ms",
+        "is" => "ms_per_image",
+        _ => "ms_per_image_per_100_steps",
+    };
+    v.get(key)?.as_f64()
+}
+
+fn ratio(ours: &Value, theirs: &Value, phase: &str) -> Option<f64> {
+    Some(figure(ours, phase)? / figure(theirs, phase)?)
+}
+
+/// Installs a full, importable torch 2.11.0 into `<cache>/torch-python` (once).
+pub fn ensure_torch_python(layout: &Layout) -> Result<PathBuf> {
+    let dir = layout.cache.join("torch-python");
+    let version_ok = |d: &Path| {
+        std::fs::read_to_string(d.join("torch/version.py"))
+            .map(|v| v.contains(&format!("__version__ = '{TORCH_VERSION}")))
+            .unwrap_or(false)
+    };
+    if version_ok(&dir) && dir.join(IMPORTABLE_MARKER).exists() {
+        return Ok(dir);
+    }
+    let python = bootstrap::python()?;
+    if let Some(free) = free_bytes(&layout.cache) {
+        ensure!(
+            free >= TORCH_FREE_BYTES,
+            "installing torch {TORCH_VERSION} for the PyTorch reference needs about 8 GB free in \
+             {}, {:.1} GB are: free some space or set FLOWVAE_CACHE",
+            layout.cache.display(),
+            free as f64 / 1e9
+        );
+    }
+    let t = Instant::now();
+    eprintln!(
+        "xtask: installing torch {TORCH_VERSION} with its dependencies into {} for the PyTorch \
+         reference (pip, about 4 GB; once)",
+        dir.display()
+    );
+    std::fs::create_dir_all(&layout.cache)?;
+    bootstrap::pip_install_target(
+        &python,
+        &dir,
+        &["--no-input"],
+        &[format!("torch=={TORCH_VERSION}")],
+        |partial| {
+            ensure!(
+                version_ok(partial),
+                "pip did not install torch {TORCH_VERSION} into {}",
+                partial.display()
+            );
+            Ok(())
+        },
+    )?;
+    let check = Command::new(&python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .env("PYTHONPATH", &dir)
+        .output()
+        .context("running python3 to check the torch install")?;
+    let printed = String::from_utf8_lossy(&check.stdout);
+    if !check.status.success() || !printed.starts_with(TORCH_VERSION) {
+        bail!(
+            "`import torch` from {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&check.stderr).trim()
+        );
+    }
+    bootstrap::write_atomic(&dir.join(IMPORTABLE_MARKER), printed.as_bytes())?;
+    eprintln!("xtask:   done in {:.0} s", t.elapsed().as_secs_f64());
+    Ok(dir)
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        probe = probe.parent()?.to_path_buf();
+    }
+    let out = Command::new("df").arg("-Pk").arg(&probe).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Builds `target/gpu-kit`: the stripped `vae` binary with libtorch's CUDA library linked, and
+/// gzipped MNIST, for `scripts/gpu-check.sh` (the GPU machine has no Rust and no network).
+pub fn gpu_kit(root: &Path, layout: &Layout) -> Result<()> {
+    let kit = root.join("target/gpu-kit");
+    std::fs::create_dir_all(kit.join("data/mnist"))?;
+    crate::cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "vae-cli",
+            "--features",
+            "cuda",
+        ],
+    )?;
+    let built = root.join("target/release/vae");
+    let bin = kit.join("vae");
+    std::fs::copy(&built, &bin)
+        .with_context(|| format!("copying {} to {}", built.display(), bin.display()))?;
+    let status = Command::new("strip").arg(&bin).status();
+    if !matches!(status, Ok(s) if s.success()) {
+        eprintln!("xtask: strip failed or is missing; the kit's binary keeps its symbols");
+    }
+    // The plain binary again, so `target/release/vae` starts on this machine.
+    crate::cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let src = layout.data().join("mnist").join(f);
+        let data = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &data)?;
+        bootstrap::write_atomic(&kit.join(format!("data/mnist/{f}.gz")), &gz.finish()?)?;
+    }
+    eprintln!(
+        "xtask: wrote {} (vae with --features cuda, stripped; MNIST gzipped); on the GPU machine \
+         run scripts/gpu-check.sh with it (`carry`: target/gpu-kit)",
+        kit.display()
+    );
+    Ok(())
+}
+
+/// Formats a number of milliseconds for a table.
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+        None => "–".into(),
+    }
+}
+
+fn gib(v: &Value) -> String {
+    v.as_f64()
+        .map(|b| format!("{:.2}", b / (1u64 << 30) as f64))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn mem(v: &Value) -> String {
+    let rss = gib(&v["peak_rss_bytes"]);
+    match v["gpu_memory_mib"].as_f64() {
+        Some(m) => format!("{rss} + GPU {:.2}", m / 1024.0),
+        None => rss,
+    }
+}
+
+fn verdict(r: Option<f64>, target: f64) -> String {
+    match r {
+        Some(x) if x <= target => format!("**{x:.2}** ✓"),
+        Some(x) => format!("**{x:.2}** ✗"),
+        None => "–".into(),
+    }
+}
+
+/// The Markdown tables of one run (CPU or GPU).
+pub fn render_run(run: &Value) -> String {
+    let mut s = String::new();
+    let peak = run["matmul"]["flowvae"]["peak_gflops_per_s"].as_f64();
+    let quick = run["quick"].as_bool().unwrap_or(false);
+    s += &format!(
+        "Device: {} ({}), {} threads for both implementations. Measured {}; command `{}`{}.\n\n",
+        run["device_name"].as_str().unwrap_or("?"),
+        run["device"].as_str().unwrap_or("?"),
+        run["threads"],
+        run["generated"].as_str().unwrap_or("?"),
+        run["command"].as_str().unwrap_or("?"),
+        if quick {
+            " (quick: few repeats and images on the heavy rows, see the `n` columns)"
+        } else {
+            ""
+        }
+    );
+    s += &format!(
+        "libtorch f32 matmul peak in the same run: {:.0} GFLOP/s (flowvae/tch), {:.0} GFLOP/s \
+         (PyTorch), size {}.\n\n",
+        peak.unwrap_or(f64::NAN),
+        run["matmul"]["pytorch"]["peak_gflops_per_s"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        run["matmul"]["flowvae"]["size"]
+    );
+    let rows = run["rows"].as_array().cloned().unwrap_or_default();
+    s += "### Training step, batch 200 (binarization, forward, backward, gradient norm, Adam)\n\n";
+    s += "| Config | parameters | n | flowvae ms | PyTorch ms | ratio (target) | flowvae GFLOP/s (% of peak) | PyTorch GFLOP/s | peak memory GiB flowvae / PyTorch |\n";
+    s += "|---|---:|---:|---:|---:|---|---:|---:|---|\n";
+    for r in &rows {
+        let (o, t) = (&r["train"]["flowvae"], &r["train"]["pytorch"]);
+        let target = r["target"].as_f64().unwrap_or(1.0);
+        let flops = o["flops_per_step"].as_f64();
+        let g = |v: &Value| Some(flops? / v["median_ms"].as_f64()? / 1e6);
+        s += &format!(
+            "| {} | {:.1} M | {} | {} | {} | {} (≤ {target}) | {} | {} | {} / {} |\n",
+            r["title"].as_str().unwrap_or("?"),
+            o["parameters"].as_f64().unwrap_or(f64::NAN) / 1e6,
+            o["step_ms"].as_array().map_or(0, Vec::len),
+            ms(o["median_ms"].as_f64()),
+            ms(t["median_ms"].as_f64()),
+            verdict(o["ratio"].as_f64(), target),
+            match (g(o), peak) {
+                (Some(x), Some(p)) => format!("{x:.1} ({:.0} %)", 100.0 * x / p),
+                _ => "–".into(),
+            },
+            g(t).map_or("–".into(), |x| format!("{x:.1}")),
+            mem(o),
+            mem(t),
+        );
+    }
+    // Other builds measured in the same run (`alt:NAME`, e.g. flowvae before a change).
+    for r in &rows {
+        if let Some(phases) = r["train"].as_object() {
+            for (k, v) in phases.iter().filter(|(k, _)| k.starts_with("alt:")) {
+                s += &format!(
+                    "\n{} with the build `{}`: {} ms, ratio {}.\n",
+                    r["title"].as_str().unwrap_or("?"),
+                    &k[4..],
+                    ms(v["median_ms"].as_f64()),
+                    v["ratio"]
+                        .as_f64()
+                        .map_or("–".into(), |x| format!("{x:.2}")),
+                );
+            }
+        }
+    }
+    s += "\n### Importance sampling, k = 1000: ms per test image\n\n";
+    s += "| Config | n images | rows per call | flowvae | PyTorch | ratio (target) | peak memory GiB flowvae / PyTorch |\n";
+    s += "|---|---:|---:|---:|---:|---|---|\n";
+    for r in &rows {
+        let (o, t) = (&r["is"]["flowvae"], &r["is"]["pytorch"]);
+        let target = r["target"].as_f64().unwrap_or(1.0);
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} (≤ {target}) | {} / {} |\n",
+            r["title"].as_str().unwrap_or("?"),
+            o["images"],
+            o["max_rows"],
+            ms(o["ms_per_image"].as_f64()),
+            ms(t["ms_per_image"].as_f64()),
+            verdict(o["ratio"].as_f64(), target),
+            mem(o),
+            mem(t),
+        );
+    }
+    s += "\n### AIS from the prior, 8 chains, 10 leapfrog steps: ms per test image per 100 annealing steps\n\n";
+    s += "| Config | n images × schedule points | flowvae | PyTorch | ratio (target) | AIS / pure gradient cost flowvae (≤ 1.2) | same, PyTorch | peak memory GiB flowvae / PyTorch |\n";
+    s += "|---|---|---:|---:|---|---|---:|---|\n";
+    for r in &rows {
+        let (o, t) = (&r["ais"]["flowvae"], &r["ais"]["pytorch"]);
+        let target = r["target"].as_f64().unwrap_or(1.0);
+        s += &format!(
+            "| {} | {} × {} | {} | {} | {} (≤ {target}) | {} | {} | {} / {} |\n",
+            r["title"].as_str().unwrap_or("?"),
+            o["images"],
+            o["anneal_steps"],
+            ms(o["ms_per_image_per_100_steps"].as_f64()),
+            ms(t["ms_per_image_per_100_steps"].as_f64()),
+            verdict(o["ratio"].as_f64(), target),
+            verdict(o["overhead_ratio"].as_f64(), 1.2),
+            t["overhead_ratio"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.2}")),
+            mem(o),
+            mem(t),
+        );
+    }
+    let errors: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let key = r["key"].as_str().unwrap_or("?").to_string();
+            let mut e = Vec::new();
+            if let Some(err) = r["error"].as_str() {
+                e.push(format!("- {key}: {err}"));
+            }
+            for phase in ["train", "is", "ais"] {
+                for side in ["flowvae", "pytorch"] {
+                    if let Some(err) = r[phase][side]["error"].as_str() {
+                        e.push(format!("- {key} {phase} {side}: {err}"));
+                    }
+                }
+            }
+            e
+        })
+        .collect();
+    if !errors.is_empty() {
+        s += "\nFailed measurements:\n\n";
+        s += &errors.join("\n");
+        s += "\n";
+    }
+    s
+}
+
+/// The whole `BENCHMARKS.md`.
+pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
+    let mut s = String::from(
+        "# Benchmarks\n\n\
+         flowvae (Rust, tch 0.24 over libtorch 2.11.0) beside a PyTorch 2.11.0 eager \
+         implementation of the same models (`benches/reference/flowvae_ref.py`), measured in \
+         the same run, on the same initial weights (a flowvae checkpoint loaded into the \
+         reference), the same batches and the same threads. **ratio = flowvae / PyTorch**: below \
+         1, flowvae is faster. Targets: ≤ 0.85 on the CPU default, ≤ 1.0 on the other rows, \
+         ≤ 0.8 for the ResNet step on CUDA; AIS within 1.2× of its pure gradient cost \
+         ((schedule points − 2) × leapfrog + 1 gradients of log p(x, z), each timed alone at the \
+         same shape). The reference computes the same ELBO as flowvae to 1e-4 nats \
+         (`tests/bench_reference.rs`).\n\n\
+         Times are medians over the timed steps (training) or one timed run after an untimed \
+         warm-up (IS, AIS). GFLOP/s counts 3 × 2 × the multiply-adds of the matrix products \
+         and convolutions of a forward pass (`crates/vae-cli/src/cost.rs`). Peak memory is the \
+         process's peak RSS (VmHWM), and on CUDA the GPU memory that nvidia-smi shows for it \
+         (the caching allocator's reservation, which holds its peak). IS sizes its chunks from \
+         a 2 GiB activation budget (`vae eval --max-rows` overrides it).\n\n## CPU\n\n",
+    );
+    s += &render_run(cpu);
+    if let Some(g) = gpu {
+        s += "\n## CUDA\n\nFrom `scripts/gpu-check.sh` on a lent GPU machine (its output is \
+              `benches/gpu-results.json`).\n\n";
+        s += &render_run(&g["bench"]);
+        if let Some(extra) = g.get("train_and_eval") {
+            s += &format!(
+                "\nOne epoch of `configs/seed-mnist-resnet.json` on CUDA, then IS (k = 1000) on \
+                 500 test images: `{}`\n",
+                serde_json::to_string(extra).unwrap_or_default()
+            );
+        }
+    }
+    s += "\n## Reproduce\n\n```sh\n\
+          cargo xtask bench --quick     # a few minutes on 2 cores: few repeats on the heavy rows\n\
+          cargo xtask bench             # more repeats and images\n\
+          cargo xtask bench --gpu-kit   # builds target/gpu-kit for scripts/gpu-check.sh\n\
+          scripts/gpu-check.sh          # on a GPU machine with torch 2.11 (no Rust needed there)\n\
+          ```\n\n\
+          The first `cargo xtask bench` installs torch 2.11.0 with its dependencies into \
+          `~/.cache/flowvae/torch-python` (pip, about 4 GB). Raw numbers: `BENCHMARKS.json`; per-phase \
+          logs: `target/bench/<config>/`.\n";
+    s
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from the system clock.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_ratios_and_failures() {
+        let run = json!({
+            "device": "cpu", "device_name": "Test CPU", "threads": 2, "quick": true,
+            "generated": "2026-01-01 00:00 UTC", "command": "cargo xtask bench --quick",
+            "matmul": {"flowvae": {"peak_gflops_per_s": 100.0, "size": 2048},
+                       "pytorch": {"peak_gflops_per_s": 99.0}},
+            "rows": [{
+                "key": "cpu-default", "title": "CPU default", "target": 0.85,
+                "train": {"flowvae": {"median_ms": 8.0, "step_ms": [8.0, 8.0], "ratio": 0.8,
+                                      "flops_per_step": 4e8, "parameters": 2e6,
+                                      "peak_rss_bytes": 1073741824u64},
+                          "pytorch": {"median_ms": 10.0}},
+                "is": {"flowvae": {"error": "boom"}, "pytorch": {"ms_per_image": 3.0}},
+                "ais": {"flowvae": {"ms_per_image_per_100_steps": 12.0, "ratio": 1.2,
+                                    "overhead_ratio": 1.1, "images": 2, "anneal_steps": 11},
+                        "pytorch": {"ms_per_image_per_100_steps": 10.0}}
+            }]
+        });
+        let md = render_run(&run);
+        assert!(
+            md.contains("| 8.00 | 10.0 | **0.80** ✓ (≤ 0.85) | 50.0 (50 %) | 40.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("**1.20** ✗ (≤ 0.85) | **1.10** ✓"), "{md}");
+        assert!(md.contains("- cpu-default is flowvae: boom"), "{md}");
+        assert!(md.contains("1.00 / –"), "{md}");
+    }
+
+    #[test]
+    fn utc_dates() {
+        let s = utc_now();
+        assert!(s.ends_with(" UTC") && s.len() == 20, "{s}");
+    }
+
+    #[test]
+    fn quick_rows_are_light() {
+        let quick = rows(true, false);
+        let full = rows(false, false);
+        assert_eq!(quick.len(), 4);
+        for (q, f) in quick.iter().zip(&full) {
+            assert!(
+                q.train.1 <= f.train.1 && q.is_images <= f.is_images,
+                "{}",
+                q.key
+            );
+        }
+        assert_eq!(rows(false, true)[3].target, 0.8);
+    }
+}

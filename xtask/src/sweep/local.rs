@@ -1,0 +1,269 @@
+//! The local backend: `jobs` runs at a time on this machine, each with cores / jobs libtorch
+//! threads, under one progress bar.
+//!
+//! Each worker thread takes the next run, brings it to [`RunState::Complete`] with `vae train`
+//! (new, resumed, or restarted when it died before its first checkpoint) and `vae eval`, and
+//! sends the outcome back. Ctrl-C reaches every `vae` process of the terminal's process group:
+//! each writes a checkpoint and exits, and the next invocation resumes them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Plan, Run, RunState};
+
+/// How a run ended in this invocation.
+#[derive(Debug)]
+enum Outcome {
+    /// Trained and evaluated.
+    Done,
+    /// `vae` exited cleanly without finishing (interrupted): stop starting new runs.
+    Stopped,
+    /// `vae` failed.
+    Failed(String),
+}
+
+enum Event {
+    Started(usize),
+    Finished(usize, Outcome, f64),
+}
+
+/// Runs every unfinished run; returns the names (with reasons) of those that did not finish.
+pub fn run(plan: &Plan, jobs: usize, threads: Option<usize>) -> Result<Vec<String>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.unwrap_or((cores / jobs).max(1));
+    std::fs::create_dir_all(plan.out.join("logs"))
+        .with_context(|| format!("creating {}", plan.out.join("logs").display()))?;
+    check_no_leftover_processes(plan)?;
+    let todo: VecDeque<usize> = plan
+        .runs
+        .iter()
+        .filter(|r| plan.state(r) != RunState::Complete)
+        .map(|r| r.index)
+        .collect();
+    let total = plan.runs.len();
+    let finished_before = total - todo.len();
+    let bar = ProgressBar::new(1000 * total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "sweep [{bar:30}] {msg}  {elapsed_precise} elapsed, ETA {eta_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let say = |line: String| bar.suspend(|| eprintln!("{line}"));
+    say(format!(
+        "xtask: sweep {}: {total} runs, {finished_before} already finished, {} to do, {} at a time with {threads} threads each; logs in {}",
+        plan.sweep.name,
+        todo.len(),
+        jobs.min(todo.len().max(1)),
+        plan.out.join("logs").display()
+    ));
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let queue = Arc::new(Mutex::new(todo));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let mut failed = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let (queue, stop, tx) = (queue.clone(), stop.clone(), tx.clone());
+            scope.spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Some(i) = queue.lock().expect("no panics hold the lock").pop_front() else {
+                    break;
+                };
+                if tx.send(Event::Started(i)).is_err() {
+                    break;
+                }
+                let start = Instant::now();
+                let outcome = execute(plan, &plan.runs[i], threads)
+                    .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
+                let secs = start.elapsed().as_secs_f64();
+                if tx.send(Event::Finished(i, outcome, secs)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut running: BTreeMap<usize, Instant> = BTreeMap::new();
+        let mut done = finished_before;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(Event::Started(i)) => {
+                    running.insert(i, Instant::now());
+                }
+                Ok(Event::Finished(i, outcome, secs)) => {
+                    running.remove(&i);
+                    let r = &plan.runs[i];
+                    match outcome {
+                        Outcome::Done => {
+                            done += 1;
+                            say(format!(
+                                "xtask: [{done}/{total}] {} finished ({secs:.1} s)",
+                                r.name
+                            ));
+                        }
+                        Outcome::Stopped => {
+                            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                            say(format!(
+                                "xtask: {} stopped before the end (interrupted); starting no more runs",
+                                r.name
+                            ));
+                            failed.push(format!("{} (interrupted)", r.name));
+                        }
+                        Outcome::Failed(why) => {
+                            say(format!("xtask: {} FAILED: {why}", r.name));
+                            failed.push(format!("{} ({why})", r.name));
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let partial: f64 = running.keys().map(|&i| plan.progress(&plan.runs[i])).sum();
+            bar.set_position(((done as f64 + partial) * 1000.0) as u64);
+            let names: Vec<&str> = running
+                .keys()
+                .map(|&i| plan.runs[i].name.as_str())
+                .collect();
+            bar.set_message(format!(
+                "{done}/{total} runs done{}",
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(", running {}", names.join(" "))
+                }
+            ));
+        }
+    });
+    bar.finish_and_clear();
+    let never_started: Vec<String> = queue
+        .lock()
+        .expect("no panics hold the lock")
+        .iter()
+        .map(|&i| format!("{} (not started)", plan.runs[i].name))
+        .collect();
+    failed.extend(never_started);
+    Ok(failed)
+}
+
+/// Brings one run to completion: train (new, resumed or restarted), then evaluate.
+fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
+    let dir = plan.run_dir(run);
+    let log = plan.log_file(run);
+    let threads = threads.to_string();
+    let with_threads = |mut a: Vec<String>| {
+        a.extend(["--threads".into(), threads.clone()]);
+        a
+    };
+    let state = plan.state(run);
+    if state == RunState::Started {
+        // Killed before its first checkpoint: nothing to resume.
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the unfinished run {}", dir.display()))?;
+    }
+    match state {
+        RunState::Fresh | RunState::Started => {
+            vae(plan, &with_threads(plan.train_args(run, false)), &log)?
+        }
+        RunState::Resumable => vae(plan, &with_threads(plan.train_args(run, true)), &log)?,
+        RunState::Trained | RunState::Complete => {}
+    }
+    if !dir.join("results.json").is_file() {
+        return Ok(Outcome::Stopped);
+    }
+    if plan.state(run) == RunState::Trained {
+        let args = plan.eval_args(run).expect("Trained implies an evaluation");
+        vae(plan, &with_threads(args), &log)?;
+    }
+    Ok(match plan.state(run) {
+        RunState::Complete => Outcome::Done,
+        _ => Outcome::Failed(format!(
+            "the evaluation wrote no {}",
+            dir.join(
+                plan.sweep
+                    .eval
+                    .as_ref()
+                    .map(|e| e.output())
+                    .unwrap_or_default()
+            )
+            .display()
+        )),
+    })
+}
+
+/// Runs `vae args`, appending its output to `log`; a pid file beside the log marks it running.
+fn vae(plan: &Plan, args: &[String], log: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    writeln!(f, "\n$ {} {}", plan.vae.display(), args.join(" "))?;
+    let err: File = f.try_clone()?;
+    let mut child = Command::new(&plan.vae)
+        .args(args)
+        .current_dir(&plan.root)
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", plan.vae.display()))?;
+    let pid_file = log.with_extension("pid");
+    std::fs::write(&pid_file, child.id().to_string())
+        .with_context(|| format!("writing {}", pid_file.display()))?;
+    let status = child.wait();
+    let _ = std::fs::remove_file(&pid_file);
+    let status = status.with_context(|| format!("waiting for {}", plan.vae.display()))?;
+    if !status.success() {
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        let last = tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        bail!(
+            "vae {} exited with {status}: {last} (log: {})",
+            args[0],
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// A sweep killed on its own (not with its process group) leaves its `vae` processes running;
+/// starting the same runs beside them would corrupt their folders.
+fn check_no_leftover_processes(plan: &Plan) -> Result<()> {
+    for run in &plan.runs {
+        let pid_file = plan.log_file(run).with_extension("pid");
+        let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+            continue;
+        };
+        let pid = pid.trim();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&*plan.run_dir(run).to_string_lossy()) {
+            bail!(
+                "run {} is still being worked on by process {pid} ({}), left by an earlier sweep: \
+                 wait for it to end, or stop it with `kill -INT {pid}` (it then checkpoints)",
+                run.name,
+                cmdline.trim()
+            );
+        }
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    Ok(())
+}

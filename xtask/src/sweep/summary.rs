@@ -1,0 +1,486 @@
+//! The sweep summary: `summary.md`, `summary.csv` and `summary.png`, read from the run folders
+//! alone, so every backend (and a half-finished sweep) gets the same one.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::{plot, Override, Plan, Run, RunState};
+
+/// What one run's folder holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunResult {
+    /// `done`, `not evaluated`, `unfinished` or `not started`.
+    pub status: &'static str,
+    /// Epochs trained (from `train.log`).
+    pub epochs: Option<u64>,
+    /// Epoch of the checkpoint that was best on validation.
+    pub best_epoch: Option<u64>,
+    /// Validation -ELBO of the best checkpoint, nats.
+    pub valid_neg_elbo: Option<f64>,
+    /// Test -ELBO of the best checkpoint, nats.
+    pub test_neg_elbo: Option<f64>,
+    /// Test NLL estimate, nats.
+    pub test_nll: Option<f64>,
+    /// Its standard error.
+    pub test_nll_stderr: Option<f64>,
+    /// Test images of the NLL estimate.
+    pub nll_images: Option<u64>,
+    /// Seconds: every training epoch in `train.log` (resumed segments included) plus the
+    /// evaluation.
+    pub wall_seconds: Option<f64>,
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Reads one run's folder.
+pub fn collect(plan: &Plan, run: &Run) -> RunResult {
+    let dir = plan.run_dir(run);
+    let state = plan.state(run);
+    let mut r = RunResult {
+        status: match state {
+            RunState::Complete => "done",
+            RunState::Trained => "not evaluated",
+            RunState::Resumable | RunState::Started => "unfinished",
+            RunState::Fresh => "not started",
+        },
+        ..Default::default()
+    };
+    let log = std::fs::read_to_string(dir.join("train.log")).unwrap_or_default();
+    let mut train_seconds = None;
+    for line in log.lines().filter(|l| l.starts_with("epoch ")) {
+        let mut words = line.split_whitespace();
+        let epoch = words
+            .nth(1)
+            .and_then(|w| w.split_once('/'))
+            .and_then(|(k, _)| k.parse::<u64>().ok());
+        if epoch.is_some() {
+            r.epochs = epoch;
+        }
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        if let [.., secs, "s"] = tokens[..] {
+            if let Ok(s) = secs.parse::<f64>() {
+                *train_seconds.get_or_insert(0.0) += s;
+            }
+        }
+    }
+    if let Some(res) = read_json(&dir.join("results.json")) {
+        r.best_epoch = res["best_epoch"].as_u64();
+        r.valid_neg_elbo = res["validation"]["neg_elbo"].as_f64();
+        r.test_neg_elbo = res["test"]["neg_elbo"].as_f64();
+    }
+    let mut eval_seconds = None;
+    if let Some(e) = &plan.sweep.eval {
+        if let Some(ev) = read_json(&dir.join(e.output())) {
+            r.test_nll = ev["estimate_nll"].as_f64();
+            r.test_nll_stderr = ev["stderr"].as_f64();
+            r.nll_images = ev["images"].as_u64();
+            eval_seconds = ev["wall_seconds"].as_f64();
+        }
+    }
+    if train_seconds.is_some() || eval_seconds.is_some() {
+        r.wall_seconds = Some(train_seconds.unwrap_or(0.0) + eval_seconds.unwrap_or(0.0));
+    }
+    r
+}
+
+/// Mean and sample standard deviation (none for a single value).
+pub fn mean_sd(xs: &[f64]) -> Option<(f64, Option<f64>)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let sd = (xs.len() > 1)
+        .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some((mean, sd))
+}
+
+/// One setting's runs, summarised over seeds.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Setting label.
+    pub label: String,
+    /// Swept overrides.
+    pub overrides: String,
+    /// Runs of the setting, and how many of them have each number.
+    pub runs: usize,
+    /// Validation -ELBO: mean, s.d., count.
+    pub valid: Stat,
+    /// Test -ELBO.
+    pub test: Stat,
+    /// Test NLL.
+    pub nll: Stat,
+    /// Plot position.
+    pub x: f64,
+    /// Plot series.
+    pub series: String,
+}
+
+/// Mean and s.d. of the runs that have a value, and their count.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stat {
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Sample standard deviation (two values or more).
+    pub sd: Option<f64>,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Stat {
+    fn of(xs: &[f64]) -> Stat {
+        match mean_sd(xs) {
+            Some((mean, sd)) => Stat {
+                mean: Some(mean),
+                sd,
+                n: xs.len(),
+            },
+            None => Stat::default(),
+        }
+    }
+
+    fn show(&self, runs: usize) -> String {
+        let Some(m) = self.mean else {
+            return "–".into();
+        };
+        let mut s = match self.sd {
+            Some(sd) => format!("{m:.2} ± {sd:.2}"),
+            None => format!("{m:.2}"),
+        };
+        if self.n < runs {
+            s += &format!(" ({} of {runs})", self.n);
+        }
+        s
+    }
+}
+
+/// Groups runs by setting, in sweep order.
+pub fn groups(runs: &[Run], results: &[RunResult]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for (run, _) in runs.iter().zip(results) {
+        if out.len() > run.setting {
+            continue;
+        }
+        let members: Vec<&RunResult> = runs
+            .iter()
+            .zip(results)
+            .filter(|(r, _)| r.setting == run.setting)
+            .map(|(_, res)| res)
+            .collect();
+        let pick = |f: fn(&RunResult) -> Option<f64>| -> Vec<f64> {
+            members.iter().filter_map(|m| f(m)).collect()
+        };
+        out.push(Group {
+            label: run.setting_label.clone(),
+            overrides: overrides_text(&run.overrides),
+            runs: members.len(),
+            valid: Stat::of(&pick(|m| m.valid_neg_elbo)),
+            test: Stat::of(&pick(|m| m.test_neg_elbo)),
+            nll: Stat::of(&pick(|m| m.test_nll)),
+            x: run.x,
+            series: run.series.clone(),
+        });
+    }
+    out
+}
+
+fn overrides_text(o: &[Override]) -> String {
+    o.iter()
+        .map(Override::display)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn f2(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `summary.csv`: one `run` row per run, then `mean` and `sd` rows per setting.
+pub fn csv(runs: &[Run], results: &[RunResult], groups: &[Group]) -> String {
+    let mut s = String::from(
+        "kind,setting,run,overrides,seed,n,epochs,best_epoch,valid_neg_elbo,test_neg_elbo,test_nll,test_nll_stderr,nll_images,wall_seconds,status\n",
+    );
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for (run, r) in runs.iter().zip(results) {
+        let _ = writeln!(
+            s,
+            "run,{},{},{},{},1,{},{},{},{},{},{},{},{},{}",
+            csv_field(&run.setting_label),
+            csv_field(&run.name),
+            csv_field(&overrides_text(&run.overrides)),
+            opt(run.seed),
+            opt(r.epochs),
+            opt(r.best_epoch),
+            num(r.valid_neg_elbo),
+            num(r.test_neg_elbo),
+            num(r.test_nll),
+            num(r.test_nll_stderr),
+            opt(r.nll_images),
+            r.wall_seconds
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default(),
+            r.status
+        );
+    }
+    for g in groups {
+        for (kind, f) in [
+            ("mean", (|s: &Stat| s.mean) as fn(&Stat) -> Option<f64>),
+            ("sd", |s: &Stat| s.sd),
+        ] {
+            let _ = writeln!(
+                s,
+                "{kind},{},,{},,{},,,{},{},{},,,,",
+                csv_field(&g.label),
+                csv_field(&g.overrides),
+                g.nll.n.max(g.test.n),
+                num(f(&g.valid)),
+                num(f(&g.test)),
+                num(f(&g.nll)),
+            );
+        }
+    }
+    s
+}
+
+/// The settings table (mean ± s.d. over seeds), in Markdown.
+pub fn settings_table(groups: &[Group]) -> String {
+    let mut s = String::from(
+        "| setting | runs | best validation -ELBO | test -ELBO | test NLL |\n|---|---:|---:|---:|---:|\n",
+    );
+    for g in groups {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            md_cell(&g.label),
+            g.runs,
+            g.valid.show(g.runs),
+            g.test.show(g.runs),
+            g.nll.show(g.runs)
+        );
+    }
+    s
+}
+
+/// `summary.md`.
+pub fn markdown(plan: &Plan, results: &[RunResult], groups: &[Group], plot_file: &str) -> String {
+    let sweep = &plan.sweep;
+    let done = results.iter().filter(|r| r.status == "done").count();
+    let base = sweep
+        .base
+        .strip_prefix(&plan.root)
+        .unwrap_or(&sweep.base)
+        .display()
+        .to_string();
+    let mut s = format!("# Sweep `{}`\n\n", sweep.name);
+    let _ = writeln!(
+        s,
+        "{} runs of `{base}` on {}, {done} finished{}.",
+        plan.runs.len(),
+        sweep.device,
+        match &sweep.eval {
+            Some(e) => format!("; test NLL by {}", e.describe()),
+            None => "; no NLL evaluation".into(),
+        }
+    );
+    if !sweep.set.is_empty() {
+        let _ = writeln!(
+            s,
+            "Every run: `{}`.",
+            sweep
+                .set
+                .iter()
+                .map(Override::display)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    s += "\n## Settings (mean ± s.d. over seeds, nats)\n\n";
+    s += &settings_table(groups);
+    s += "\n## Runs\n\n| run | overrides | seed | epochs | best epoch | best validation -ELBO | test -ELBO | test NLL ± s.e. | wall time | status |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    for (run, r) in plan.runs.iter().zip(results) {
+        let nll = match (r.test_nll, r.test_nll_stderr) {
+            (Some(v), Some(se)) => format!("{v:.2} ± {se:.2}"),
+            (Some(v), None) => format!("{v:.2}"),
+            _ => "–".into(),
+        };
+        let wall = r
+            .wall_seconds
+            .map(|w| {
+                if w < 600.0 {
+                    format!("{w:.1} s")
+                } else {
+                    format!("{:.1} min", w / 60.0)
+                }
+            })
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {nll} | {wall} | {} |",
+            md_cell(&run.name),
+            md_cell(&overrides_text(&run.overrides)),
+            run.seed
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "–".into()),
+            r.epochs
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "–".into()),
+            r.best_epoch
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "–".into()),
+            f2(r.valid_neg_elbo),
+            f2(r.test_neg_elbo),
+            r.status
+        );
+    }
+    let _ = write!(
+        s,
+        "\n![test NLL against the swept value]({plot_file})\n\n\
+         -ELBO values are those of the checkpoint that was best on validation; the test set is \
+         evaluated once, with that checkpoint. Wall time is the sum of the training epochs in \
+         `train.log` (resumed segments included) and the NLL evaluation. Each run's folder is \
+         `{}/<run>`.\n",
+        plan.out.display()
+    );
+    s
+}
+
+/// Files written by [`write`], and the settings table for the terminal.
+#[derive(Debug)]
+pub struct Written {
+    /// Paths written.
+    pub files: Vec<String>,
+    /// The settings table, Markdown.
+    pub settings_table: String,
+}
+
+/// Reads every run folder and writes `summary.md`, `summary.csv` and `summary.png`.
+pub fn write(plan: &Plan) -> Result<Written> {
+    let results: Vec<RunResult> = plan.runs.iter().map(|r| collect(plan, r)).collect();
+    let groups = groups(&plan.runs, &results);
+    let (md, csv_path, png) = (
+        plan.out.join("summary.md"),
+        plan.out.join("summary.csv"),
+        plan.out.join("summary.png"),
+    );
+    crate::bootstrap::write_atomic(
+        &md,
+        markdown(plan, &results, &groups, "summary.png").as_bytes(),
+    )?;
+    crate::bootstrap::write_atomic(&csv_path, csv(&plan.runs, &results, &groups).as_bytes())?;
+    plot::draw(plan, &results, &groups).save_png(&png)?;
+    Ok(Written {
+        files: [md, csv_path, png]
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        settings_table: settings_table(&groups),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_sd() {
+        let (m, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(m, 2.5);
+        assert!((sd.unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd(&[7.0]), Some((7.0, None)));
+        assert_eq!(mean_sd(&[]), None);
+    }
+
+    #[test]
+    fn summary_reads_run_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = crate::project_root();
+        let plan = super::super::Plan::new(
+            &root,
+            &root.join("configs/sweeps/smoke.json"),
+            Some(tmp.path()),
+        )
+        .unwrap();
+        // Two seeds of the first setting are complete, one run of the second is half done.
+        for (i, nll) in [(0, 100.0), (1, 104.0)] {
+            let dir = plan.run_dir(&plan.runs[i]);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("train.log"),
+                "2026 starting run\nepoch    1/2  train -elbo 1 *  1.5 s\n\
+                 stopped at epoch 2\n2026 resuming run\nepoch    2/2  train -elbo 1  2.5 s\n",
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("results.json"),
+                format!(
+                    r#"{{"best_epoch": 2, "validation": {{"neg_elbo": {}}}, "test": {{"neg_elbo": {}}}}}"#,
+                    nll + 10.0,
+                    nll + 5.0
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("eval-is-test.json"),
+                format!(
+                    r#"{{"estimate_nll": {nll}, "stderr": 0.5, "images": 100, "wall_seconds": 1.0}}"#
+                ),
+            )
+            .unwrap();
+        }
+        let dir = plan.run_dir(&plan.runs[2]);
+        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+        std::fs::write(dir.join("checkpoints/last.safetensors"), "").unwrap();
+        std::fs::write(dir.join("train.log"), "epoch    1/2  x  3.0 s\n").unwrap();
+
+        let results: Vec<RunResult> = plan.runs.iter().map(|r| collect(&plan, r)).collect();
+        assert_eq!(results[0].epochs, Some(2));
+        assert_eq!(results[0].wall_seconds, Some(5.0));
+        assert_eq!(results[0].test_nll, Some(100.0));
+        assert_eq!(results[2].status, "unfinished");
+        assert_eq!(results[3].status, "not started");
+        let g = groups(&plan.runs, &results);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].nll.mean, Some(102.0));
+        assert!((g[0].nll.sd.unwrap() - 8f64.sqrt()).abs() < 1e-12);
+        assert_eq!(g[1].nll.n, 0);
+        let table = settings_table(&g);
+        assert!(
+            table.contains("| iaf0 | 2 | 112.00 ± 2.83 | 107.00 ± 2.83 | 102.00 ± 2.83 |"),
+            "{table}"
+        );
+        let c = csv(&plan.runs, &results, &g);
+        let lines: Vec<&str> = c.lines().collect();
+        assert_eq!(lines.len(), 1 + 4 + 4);
+        assert!(lines[1].starts_with("run,iaf0,\"iaf0,seed=1\",model.flow=null,1,1,2,2,110.000000,105.000000,100.000000,0.500000,100,5.0,done"), "{}", lines[1]);
+        assert!(
+            lines[5].starts_with("mean,iaf0,,model.flow=null,,2,,,112.000000"),
+            "{}",
+            lines[5]
+        );
+        let md = markdown(&plan, &results, &g, "summary.png");
+        assert!(md.contains("| 100.00 ± 0.50 | 5.0 s | done |"), "{md}");
+        write(&plan).unwrap();
+        assert!(tmp.path().join("summary.png").is_file());
+    }
+}
