@@ -22,17 +22,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 REF = os.path.join(HERE, "flowvae_ref.py")
 
-# (key, title, config, (warmup, steps), IS images, (AIS images, schedule points), target):
-# the CUDA rows of xtask/src/bench.rs.
+# (key, title, config, (warmup, steps), IS images, (AIS images, schedule points), target of IS
+# and AIS, target of the training step): the CUDA rows of xtask/src/bench.rs.
 ROWS = [
     ("seed-resnet", "original ResNet (IAF 8×[1920, 1920], 36M parameters)",
-     "configs/seed-mnist-resnet.json", (5, 30), 100, (50, 51), 0.8),
+     "configs/seed-mnist-resnet.json", (5, 30), 100, (50, 51), 1.0, 0.8),
     ("cpu-default", "CPU default (MLP 2×500, IAF 2×[320, 320], D = 32)",
-     "configs/mnist-mlp-iaf-cpu.json", (5, 30), 100, (50, 51), 0.85),
+     "configs/mnist-mlp-iaf-cpu.json", (5, 30), 100, (50, 51), 0.85, 0.85),
     ("seed-mlp", "original MLP (3×1000, IAF 8×[1920, 1920], D = 64)",
-     "configs/seed-mnist-mlp.json", (5, 30), 100, (50, 51), 1.0),
+     "configs/seed-mnist-mlp.json", (5, 30), 100, (50, 51), 1.0, 1.0),
     ("seed-gatedconv", "original gated conv (IAF 8×[1920, 1920])",
-     "configs/seed-mnist-gatedconv.json", (5, 30), 100, (50, 51), 1.0),
+     "configs/seed-mnist-gatedconv.json", (5, 30), 100, (50, 51), 1.0, 1.0),
 ]
 
 FIGURE = {"train": "median_ms", "is": "ms_per_image", "ais": "ms_per_image_per_100_steps"}
@@ -84,7 +84,7 @@ def main():
     args = ap.parse_args()
     rows_plan, train_config, is_images = ROWS, "configs/seed-mnist-resnet.json", "500"
     if args.smoke:
-        rows_plan = [("smoke", "smoke", "configs/smoke.json", (1, 2), 2, (1, 4), 1.0)] * 2
+        rows_plan = [("smoke", "smoke", "configs/smoke.json", (1, 2), 2, (1, 4), 1.0, 1.0)] * 2
         train_config, is_images = "configs/smoke.json", "20"
     clock = Clock(args.budget)
     vae = os.path.abspath(os.path.join(args.kit, "vae"))
@@ -115,13 +115,15 @@ def main():
     rows = []
     train_and_eval = None
 
-    def bench_row(key, title, config, train, is_images, ais, target, alternatives=()):
+    def bench_row(key, title, config, train, is_images, ais, target, target_step,
+                  alternatives=()):
         d = os.path.join(work, key)
         os.makedirs(d, exist_ok=True)
         targs = ["--warmup", str(train[0]), "--steps", str(train[1]), "--batch", "200"]
         exp = flowvae("export", config,
                       targs + ["--images", str(max(is_images, ais[0])), "--export", d], d)
-        row = {"key": key, "title": title, "config": config, "target": target}
+        row = {"key": key, "title": title, "config": config, "target": target,
+               "target_step": target_step}
         if "error" in exp:
             row["error"] = exp["error"]
             return row

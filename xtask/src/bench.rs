@@ -43,6 +43,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Build the GPU kit instead of benchmarking.
     pub gpu_kit: bool,
+    /// Rewrite BENCHMARKS.md and .json from the CPU results in BENCHMARKS.json and
+    /// benches/gpu-results.json, measuring nothing.
+    pub render_only: bool,
 }
 
 /// One row of the tables: a config and how much of it to measure.
@@ -62,6 +65,8 @@ pub struct Row {
     pub ais: (usize, usize),
     /// Target ratio flowvae / PyTorch.
     pub target: f64,
+    /// Target ratio of the training step, where it differs (the ResNet step on CUDA).
+    pub target_step: f64,
 }
 
 /// The benchmark rows for a mode and device (the CPU's heavy rows measure little in quick mode).
@@ -84,6 +89,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             is_images: choose(quick, cuda, 20, 100, 100),
             ais: choose(quick, cuda, (10, 51), (50, 101), (50, 51)),
             target: 0.85,
+            target_step: 0.85,
         },
         Row {
             key: "seed-mlp",
@@ -93,6 +99,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             is_images: choose(quick, cuda, 2, 10, 100),
             ais: choose(quick, cuda, (4, 21), (20, 51), (50, 51)),
             target: 1.0,
+            target_step: 1.0,
         },
         Row {
             key: "seed-gatedconv",
@@ -102,6 +109,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             is_images: choose(quick, cuda, 1, 4, 100),
             ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
             target: 1.0,
+            target_step: 1.0,
         },
         Row {
             key: "seed-resnet",
@@ -110,7 +118,8 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             train: choose(quick, cuda, (1, 2), (1, 5), (5, 30)),
             is_images: choose(quick, cuda, 1, 4, 100),
             ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
-            target: if cuda { 0.8 } else { 1.0 },
+            target: 1.0,
+            target_step: if cuda { 0.8 } else { 1.0 },
         },
     ]
 }
@@ -118,6 +127,13 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
 /// `cargo xtask bench`.
 pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     let start = Instant::now();
+    if opts.render_only {
+        let path = root.join("BENCHMARKS.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let all: Value = serde_json::from_str(&text)?;
+        return write_results(root, &all["cpu"]);
+    }
     bootstrap::run(layout)?;
     if opts.gpu_kit {
         return gpu_kit(root, layout);
@@ -216,7 +232,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
             phases.insert(phase.into(), json!({"flowvae": ours, "pytorch": theirs}));
         }
         let mut r = json!({"key": row.key, "title": row.title, "config": row.config,
-            "target": row.target});
+            "target": row.target, "target_step": row.target_step});
         for (k, v) in phases {
             r[k] = v;
         }
@@ -246,6 +262,17 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         "matmul": matmul,
         "rows": out_rows,
     });
+    write_results(root, &result)?;
+    eprintln!(
+        "xtask: wrote BENCHMARKS.md and BENCHMARKS.json ({:.1} min)",
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
+
+/// Writes BENCHMARKS.json and BENCHMARKS.md from a CPU run and, when present,
+/// benches/gpu-results.json (the output of scripts/gpu-check.sh).
+fn write_results(root: &Path, result: &Value) -> Result<()> {
     let gpu_path = root.join("benches/gpu-results.json");
     let gpu: Option<Value> = std::fs::read_to_string(&gpu_path)
         .ok()
@@ -256,13 +283,8 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     }
     let json_text = serde_json::to_string_pretty(&all)? + "\n";
     bootstrap::write_atomic(&root.join("BENCHMARKS.json"), json_text.as_bytes())?;
-    let md = render(&result, gpu.as_ref());
-    bootstrap::write_atomic(&root.join("BENCHMARKS.md"), md.as_bytes())?;
-    eprintln!(
-        "xtask: wrote BENCHMARKS.md and BENCHMARKS.json ({:.1} min)",
-        start.elapsed().as_secs_f64() / 60.0
-    );
-    Ok(())
+    let md = render(result, gpu.as_ref());
+    bootstrap::write_atomic(&root.join("BENCHMARKS.md"), md.as_bytes())
 }
 
 /// Runs the two implementations' phases, each in its own process with a log.
@@ -546,7 +568,10 @@ pub fn render_run(run: &Value) -> String {
     s += "|---|---:|---:|---:|---:|---|---:|---:|---|\n";
     for r in &rows {
         let (o, t) = (&r["train"]["flowvae"], &r["train"]["pytorch"]);
-        let target = r["target"].as_f64().unwrap_or(1.0);
+        let target = r["target_step"]
+            .as_f64()
+            .or(r["target"].as_f64())
+            .unwrap_or(1.0);
         let flops = o["flops_per_step"].as_f64();
         let g = |v: &Value| Some(flops? / v["median_ms"].as_f64()? / 1e6);
         s += &format!(
@@ -672,7 +697,43 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
     if let Some(g) = gpu {
         s += "\n## CUDA\n\nFrom `scripts/gpu-check.sh` on a lent GPU machine (its output is \
               `benches/gpu-results.json`).\n\n";
+        if let Some(note) = g["note"].as_str() {
+            s += &format!("{note}.\n\n");
+        }
         s += &render_run(&g["bench"]);
+        if let Some(rows) = g["earlier_run"]["rows"].as_array() {
+            s += "\nTraining step in the earlier run (ms, flowvae / PyTorch / alt builds): ";
+            let parts: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let t = &r["train"];
+                    let alts: Vec<String> = t
+                        .as_object()
+                        .map(|o| {
+                            o.iter()
+                                .filter(|(k, _)| k.starts_with("alt:"))
+                                .map(|(k, v)| {
+                                    format!("{} {}", &k[4..], ms(v["median_ms"].as_f64()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{} {} / {}{}",
+                        r["key"].as_str().unwrap_or("?"),
+                        ms(t["flowvae"]["median_ms"].as_f64()),
+                        ms(t["pytorch"]["median_ms"].as_f64()),
+                        if alts.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" / {}", alts.join(", "))
+                        }
+                    )
+                })
+                .collect();
+            s += &parts.join("; ");
+            s += ".\n";
+        }
         if let Some(extra) = g.get("train_and_eval") {
             s += &format!(
                 "\nOne epoch of `configs/seed-mnist-resnet.json` on CUDA, then IS (k = 1000) on \
@@ -768,6 +829,7 @@ mod tests {
                 q.key
             );
         }
-        assert_eq!(rows(false, true)[3].target, 0.8);
+        assert_eq!(rows(false, true)[3].target_step, 0.8);
+        assert_eq!(rows(false, true)[3].target, 1.0);
     }
 }

@@ -74,6 +74,9 @@ enum Cmd {
         /// Build target/gpu-kit for scripts/gpu-check.sh instead of benchmarking
         #[arg(long)]
         gpu_kit: bool,
+        /// Rewrite BENCHMARKS.md from BENCHMARKS.json and benches/gpu-results.json only
+        #[arg(long)]
+        render_only: bool,
     },
     /// Bootstrap, then run every test of the workspace (extra arguments go to `cargo test`)
     Test {
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             only,
             gpu_kit,
+            render_only,
         } => xtask::bench::run(
             &root,
             &layout,
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads,
                 only,
                 gpu_kit,
+                render_only,
             },
         ),
         Cmd::Test { args } => {
