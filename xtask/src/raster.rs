@@ -1,13 +1,13 @@
-//! A small RGB raster with lines, discs and 8x8 bitmap text, written out as PNG.
+//! A small RGB raster with lines, discs and 8x8 bitmap text, encoded as PNG, and round axis
+//! ticks.
 //!
-//! The sweep plot needs text that renders the same on every machine, without system fonts or a
+//! Shared as source by xtask (the sweep plot) and vae-cli (the IWAE curve of `vae eval`), which
+//! may not depend on each other; so it uses only std and flate2. The plots need text that renders the same on every machine, without system fonts or a
 //! font crate, so glyphs come from the public-domain `font8x8` table (Daniel Hepper's
 //! `font8x8_basic.h`, printable ASCII only) and the PNG encoder is the dozen lines the format
 //! needs on top of flate2's zlib stream and CRC-32.
 
 use std::io::Write;
-
-use anyhow::{Context, Result};
 
 /// An RGB colour.
 pub type Rgb = [u8; 3];
@@ -146,7 +146,7 @@ impl Canvas {
         }
     }
 
-    /// The PNG encoding of the canvas (8-bit RGB, no interlacing).
+    /// The PNG encoding of the canvas (8-bit RGB, no interlacing); write it atomically.
     pub fn to_png(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity(self.height * (1 + 3 * self.width));
         for row in self.pixels.chunks(self.width.max(1)) {
@@ -172,17 +172,31 @@ impl Canvas {
         }
         png
     }
-
-    /// Writes the canvas as a PNG file.
-    pub fn save_png(&self, path: &std::path::Path) -> Result<()> {
-        crate::bootstrap::write_atomic(path, &self.to_png())
-            .with_context(|| format!("writing the plot {}", path.display()))
-    }
 }
 
 /// Width of `text` in pixels at `scale`.
 pub fn text_width(text: &str, scale: i64) -> i64 {
     text.chars().count() as i64 * GLYPH * scale
+}
+
+/// About `target` round tick values (1, 2 or 5 times a power of ten, whole numbers only when
+/// `integer`) inside [lo, hi], and the decimals they need.
+pub fn ticks(lo: f64, hi: f64, target: usize, integer: bool) -> (Vec<f64>, usize) {
+    let span = (hi - lo).abs().max(1e-9);
+    let raw = span / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let mut step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| span / s <= target as f64 * 1.2)
+        .unwrap_or(10.0 * mag);
+    if integer && step < 1.0 {
+        step = 1.0;
+    }
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    ((first..=last).map(|i| i as f64 * step).collect(), decimals)
 }
 
 fn glyph(c: char) -> [u8; 8] {
@@ -365,5 +379,21 @@ mod tests {
         assert_eq!(c.get(8, 5), BLACK);
         let n = c.pixels.iter().filter(|&&p| p == BLACK).count();
         assert_eq!(n, 8, "one pixel per column of a shallow line");
+    }
+
+    #[test]
+    fn ticks_are_round_and_inside() {
+        let (t, d) = ticks(81.3, 94.9, 6, false);
+        assert_eq!(t, [82.0, 84.0, 86.0, 88.0, 90.0, 92.0, 94.0]);
+        assert_eq!(d, 0);
+        let (t, d) = ticks(-0.5, 8.5, 8, true);
+        assert_eq!(t.first(), Some(&0.0));
+        assert_eq!(t.last(), Some(&8.0));
+        assert_eq!(d, 0);
+        let (t, d) = ticks(0.101, 0.149, 5, false);
+        assert_eq!(d, 2);
+        assert!(t.iter().all(|&v| (0.101..=0.149).contains(&v)), "{t:?}");
+        // Whole numbers only on an integer axis, however narrow.
+        assert_eq!(ticks(-0.12, 2.12, 8, true), (vec![0.0, 1.0, 2.0], 0));
     }
 }

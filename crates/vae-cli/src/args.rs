@@ -94,6 +94,10 @@ pub struct EvalArgs {
     /// chunk's activations within 2 GiB for the architecture, at most 20000]
     #[arg(long)]
     pub max_rows: Option<usize>,
+    /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
+    /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200)
+    #[arg(long, value_enum, default_value = "batched")]
+    pub passes: IsPassesArg,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -103,6 +107,15 @@ pub struct EvalArgs {
     /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// How IS lays its samples out in forward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsPassesArg {
+    /// Encode once, then all samples of many images per pass
+    Batched,
+    /// The original's structure: one sample of each of --max-rows images per pass
+    OneSample,
 }
 
 /// What `vae bench` measures.

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 use vae_data::{default_data_dir, Binarization, Dataset, Split, SplitConfig, SplitKind};
 use vae_eval::model::LatentModel;
-use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig};
+use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
 use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
 
 use crate::args::{BenchArgs, BenchPhase};
@@ -223,6 +223,7 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
         num_samples: args.k,
         max_rows,
         seed: 0,
+        passes: IsPasses::Batched,
     };
     // Warm-up: one image with at most 100 samples (allocator, kernels' first use).
     let warm = IsConfig {

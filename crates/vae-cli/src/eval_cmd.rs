@@ -7,10 +7,10 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
 use vae_data::{binarize::binarize_once, Split, SplitKind};
-use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig};
+use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
 use vae_model::VaeLatentModel;
 
-use crate::args::{EvalArgs, EvalMethod, EvalStart};
+use crate::args::{EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, write_json, RunDir};
 use crate::train_cmd::{build_trainer, device, set_threads};
@@ -70,8 +70,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bar.set_position(done);
     };
     let method = format!("{:?}", args.method).to_lowercase();
+    let split_name = format!("{:?}", args.split).to_lowercase();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| run.root.join(format!("eval-{method}-{split_name}.json")));
+    // Make the output folder before the (long) estimation, so that a bad --out fails first.
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("--out {}: creating {}", out.display(), parent.display()))?;
+    }
     bar.set_message(format!("{method} on {n} images"));
     let start = Instant::now();
+    let mut plot = None;
     let (summary, rows): (serde_json::Value, Vec<String>) = match args.method {
         EvalMethod::Is => {
             let config = IsConfig {
@@ -80,6 +91,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     crate::cost::is_max_rows(&cfg.model, crate::cost::IS_ACTIVATION_BUDGET)
                 }),
                 seed: args.seed,
+                passes: match args.passes {
+                    IsPassesArg::Batched => IsPasses::Batched,
+                    IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
+                },
             };
             let r = vae_eval::importance_sampling(
                 &model,
@@ -103,6 +118,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 "neg_elbo": r.neg_elbo, "neg_elbo_stderr": r.neg_elbo_stderr,
                 "iwae_curve": r.iwae, "settings": r.config,
             });
+            let title = format!("IWAE bound: {} {split_name}, {n} images", cfg.name);
+            plot = Some(crate::iwae_plot::iwae_curve_png(&title, &r.iwae));
             (
                 s,
                 std::iter::once("index,log_px,log_px_stderr,elbo,ess".to_string())
@@ -179,20 +196,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let mut summary = summary;
     summary["method"] = method.clone().into();
-    summary["split"] = format!("{:?}", args.split).to_lowercase().into();
+    summary["split"] = split_name.into();
     summary["images"] = n.into();
     summary["checkpoint"] = args.checkpoint.clone().into();
     summary["wall_seconds"] = seconds.into();
     summary["ms_per_image"] = (seconds * 1e3 / n as f64).into();
-    let out = args.out.clone().unwrap_or_else(|| {
-        run.root.join(format!(
-            "eval-{method}-{}.json",
-            summary["split"].as_str().unwrap_or("x")
-        ))
-    });
     write_json(&out, &summary)?;
     let csv = out.with_extension("csv");
     write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
+    let png = out.with_extension("png");
+    if let Some(bytes) = &plot {
+        write_atomic(&png, bytes)?;
+    }
     match args.method {
         EvalMethod::Bdmc => println!(
             "bdmc on {n} simulated images: log p(x) in [{:.3}, {:.3}], gap {:.3} nats ({seconds:.1} s)",
@@ -208,7 +223,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
             seconds * 1e3 / n as f64,
         ),
     }
-    println!("wrote {} and {}", out.display(), csv.display());
+    match plot {
+        Some(_) => println!(
+            "wrote {}, {} and {}",
+            out.display(),
+            csv.display(),
+            png.display()
+        ),
+        None => println!("wrote {} and {}", out.display(), csv.display()),
+    }
     Ok(())
 }
 

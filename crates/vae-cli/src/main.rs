@@ -13,6 +13,7 @@ mod config;
 mod cost;
 mod data_cmd;
 mod eval_cmd;
+mod iwae_plot;
 mod pictures;
 mod run_dir;
 mod train_cmd;

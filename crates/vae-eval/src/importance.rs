@@ -39,6 +39,27 @@ pub struct IsConfig {
     pub max_rows: usize,
     /// Seed of the proposal noise (see the [module documentation](self)).
     pub seed: u64,
+    /// How samples are laid out in model calls. [`IsPasses::Batched`] unless you are measuring
+    /// what batching buys.
+    pub passes: IsPasses,
+}
+
+/// The layout of the `k × B` proposal samples in model calls.
+///
+/// Both layouts draw the same noise (see the [module documentation](self)) and give the same
+/// estimates up to floating-point reduction order; they differ only in cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsPasses {
+    /// Encode each chunk of examples once, then draw their samples vectorised over samples and
+    /// examples, up to [`IsConfig::max_rows`] rows per call (the fix of SEED-SPEC D6).
+    #[default]
+    Batched,
+    /// The original's structure (SEED-SPEC §5.1): each pass takes up to
+    /// [`IsConfig::max_rows`] examples (the original: 200), re-runs the encoder on them and draws
+    /// one sample for each; `k` passes per chunk of examples. For measuring the speed-up of
+    /// [`IsPasses::Batched`]; it holds the chunk's `k × max_rows × D` noise in memory.
+    OneSamplePerPass,
 }
 
 impl Default for IsConfig {
@@ -47,6 +68,7 @@ impl Default for IsConfig {
             num_samples: 1000,
             max_rows: 10_000,
             seed: 0,
+            passes: IsPasses::Batched,
         }
     }
 }
@@ -165,12 +187,14 @@ fn run<M: LatentModel + ?Sized>(
     let k = config.num_samples;
     let d = model.latent_dim();
     let (kind, device) = (model.kind(), model.device());
-    // Whole examples per chunk when their k samples fit, else one example in sample chunks.
-    let (ex_chunk, s_chunk) = if k <= config.max_rows {
-        (config.max_rows / k, k)
-    } else {
-        (1, config.max_rows)
+    // Batched: whole examples per chunk when their k samples fit, else one example in sample
+    // chunks. One sample per pass: max_rows examples per chunk, one sample of each per call.
+    let (ex_chunk, s_chunk) = match config.passes {
+        IsPasses::Batched if k <= config.max_rows => (config.max_rows / k, k),
+        IsPasses::Batched => (1, config.max_rows),
+        IsPasses::OneSamplePerPass => (config.max_rows, 1),
     };
+    let reencode = config.passes == IsPasses::OneSamplePerPass;
     let counts = iwae_sample_counts(k);
     let mut iwae_log_px: Vec<Vec<f64>> = vec![Vec::with_capacity(b_total); counts.len()];
     let mut log_px = Vec::with_capacity(b_total);
@@ -183,7 +207,7 @@ fn run<M: LatentModel + ?Sized>(
     for b0 in (0..b_total).step_by(ex_chunk) {
         let bc = ex_chunk.min(b_total - b0);
         let xs = x.f_narrow(0, b0 as i64, bc as i64)?;
-        let posterior = model.encode(&xs);
+        let once = (!reencode).then(|| model.encode(&xs));
         let noise: Vec<Tensor> = (b0..b0 + bc)
             .map(|b| {
                 tch::manual_seed(stream_seed(&[TAG_IS, config.seed, b as u64]));
@@ -195,7 +219,15 @@ fn run<M: LatentModel + ?Sized>(
         for s0 in (0..k).step_by(s_chunk) {
             let sc = s_chunk.min(k - s0);
             let eps = noise.f_narrow(0, s0 as i64, sc as i64)?;
-            let (z, log_q) = model.sample_posterior(&posterior, &eps);
+            let fresh;
+            let posterior = match &once {
+                Some(p) => p,
+                None => {
+                    fresh = model.encode(&xs);
+                    &fresh
+                }
+            };
+            let (z, log_q) = model.sample_posterior(posterior, &eps);
             let rows = [sc as i64, bc as i64];
             check_shape("z from sample_posterior", &z, &[rows[0], rows[1], d])?;
             check_shape("log_q from sample_posterior", &log_q, &rows)?;
@@ -288,6 +320,7 @@ mod tests {
             num_samples: 50,
             max_rows: 250,
             seed: 11,
+            ..Default::default()
         };
         let reference = run(&model, &x, &base);
         for max_rows in [1, 7, 49, 50, 101, 10_000] {
@@ -401,6 +434,89 @@ mod tests {
         );
     }
 
+    /// Delegates to a model and counts its encoder runs.
+    struct CountingEncodes<'a> {
+        inner: &'a LinearGaussian,
+        encodes: std::cell::Cell<usize>,
+    }
+
+    impl LatentModel for CountingEncodes<'_> {
+        type Posterior = <LinearGaussian as LatentModel>::Posterior;
+        fn latent_dim(&self) -> i64 {
+            self.inner.latent_dim()
+        }
+        fn device(&self) -> tch::Device {
+            self.inner.device()
+        }
+        fn kind(&self) -> Kind {
+            self.inner.kind()
+        }
+        fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+            self.inner.log_joint(x, z)
+        }
+        fn sample_data(&self, z: &Tensor) -> Tensor {
+            self.inner.sample_data(z)
+        }
+        fn encode(&self, x: &Tensor) -> Self::Posterior {
+            self.encodes.set(self.encodes.get() + 1);
+            self.inner.encode(x)
+        }
+        fn base(&self, posterior: &Self::Posterior) -> (Tensor, Tensor) {
+            self.inner.base(posterior)
+        }
+        fn flow(&self, posterior: &Self::Posterior, z0: &Tensor) -> (Tensor, Tensor) {
+            self.inner.flow(posterior, z0)
+        }
+        fn sample_posterior(&self, posterior: &Self::Posterior, eps: &Tensor) -> (Tensor, Tensor) {
+            self.inner.sample_posterior(posterior, eps)
+        }
+    }
+
+    /// The original's layout (one sample per pass, encoder re-run every pass) computes the
+    /// same numbers as the batched one: same noise, same weights; only the cost differs.
+    #[test]
+    fn one_sample_per_pass_matches_batched() {
+        let inner = imperfect();
+        let (x, _) = crate::simulate(&inner, 7, 3).unwrap();
+        let model = CountingEncodes {
+            inner: &inner,
+            encodes: Default::default(),
+        };
+        let batched = IsConfig {
+            num_samples: 40,
+            max_rows: 10_000,
+            seed: 4,
+            passes: IsPasses::Batched,
+        };
+        let b = importance_sampling(&model, &x, &batched, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            model.encodes.get(),
+            1,
+            "batched: one encoder run for 7 examples"
+        );
+        // Three examples per pass: chunks of 3, 3 and 1 examples, 40 passes each.
+        let per_pass = IsConfig {
+            max_rows: 3,
+            passes: IsPasses::OneSamplePerPass,
+            ..batched
+        };
+        model.encodes.set(0);
+        let mut calls = Vec::new();
+        let o = importance_sampling(&model, &x, &per_pass, &mut |d, t| calls.push((d, t))).unwrap();
+        assert_eq!(model.encodes.get(), 3 * 40, "one encoder run per pass");
+        assert_eq!(calls.len(), 3 * 40);
+        assert_eq!(*calls.last().unwrap(), (280, 280));
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5);
+        assert!(
+            close(&o.log_px, &b.log_px),
+            "{:?} vs {:?}",
+            o.log_px,
+            b.log_px
+        );
+        assert!(close(&o.elbo, &b.elbo));
+        assert!((o.nll - b.nll).abs() < 1e-5);
+    }
+
     #[test]
     fn config_serde() {
         let c: IsConfig = serde_json::from_str(r#"{"num_samples": 5000}"#).unwrap();
@@ -412,5 +528,8 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<IsConfig>(r#"{"k": 5}"#).is_err());
+        let c: IsConfig = serde_json::from_str(r#"{"passes": "one-sample-per-pass"}"#).unwrap();
+        assert_eq!(c.passes, IsPasses::OneSamplePerPass);
+        assert!(serde_json::from_str::<IsConfig>(r#"{"passes": "naive"}"#).is_err());
     }
 }

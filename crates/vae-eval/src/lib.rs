@@ -55,7 +55,9 @@ pub use ais::{
 };
 pub use bdmc::{bdmc, simulate, BdmcResult};
 pub use error::{Error, Result};
-pub use importance::{importance_sampling, iwae_sample_counts, IsConfig, IsResult, IwaePoint};
+pub use importance::{
+    importance_sampling, iwae_sample_counts, IsConfig, IsPasses, IsResult, IwaePoint,
+};
 pub use model::LatentModel;
 pub use schedule::{sigmoid_schedule, Schedule};
 pub use util::rng_guard;

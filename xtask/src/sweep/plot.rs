@@ -2,7 +2,7 @@
 //! value, one dot per run, the mean over seeds with a ±1 s.d. bar per setting, a line through
 //! the means of each series, and a legend when there are several series.
 
-use crate::raster::{text_width, Canvas, Rgb, BLACK, GLYPH, WHITE};
+use crate::raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
 
 use super::summary::{Group, RunResult};
 use super::{Axis, Plan};
@@ -30,26 +30,6 @@ const PALETTE: [Rgb; 10] = [
 
 fn lighter(c: Rgb) -> Rgb {
     c.map(|v| ((v as u16 + 2 * 255) / 3) as u8)
-}
-
-/// About `target` round tick values (1, 2 or 5 times a power of ten, whole numbers only when
-/// `integer`) inside [lo, hi], and the decimals they need.
-pub fn ticks(lo: f64, hi: f64, target: usize, integer: bool) -> (Vec<f64>, usize) {
-    let span = (hi - lo).abs().max(1e-9);
-    let raw = span / target.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let mut step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| span / s <= target as f64 * 1.2)
-        .unwrap_or(10.0 * mag);
-    if integer && step < 1.0 {
-        step = 1.0;
-    }
-    let decimals = (-step.log10().floor()).max(0.0) as usize;
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    ((first..=last).map(|i| i as f64 * step).collect(), decimals)
 }
 
 struct Frame {
@@ -313,25 +293,4 @@ pub fn draw(plan: &Plan, results: &[RunResult], groups: &[Group]) -> Canvas {
         c.disc(px, py, 2, lighter(colour(&run.series)));
     }
     c
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_are_round_and_inside() {
-        let (t, d) = ticks(81.3, 94.9, 6, false);
-        assert_eq!(t, [82.0, 84.0, 86.0, 88.0, 90.0, 92.0, 94.0]);
-        assert_eq!(d, 0);
-        let (t, d) = ticks(-0.5, 8.5, 8, true);
-        assert_eq!(t.first(), Some(&0.0));
-        assert_eq!(t.last(), Some(&8.0));
-        assert_eq!(d, 0);
-        let (t, d) = ticks(0.101, 0.149, 5, false);
-        assert_eq!(d, 2);
-        assert!(t.iter().all(|&v| (0.101..=0.149).contains(&v)), "{t:?}");
-        // Whole numbers only on an integer axis, however narrow.
-        assert_eq!(ticks(-0.12, 2.12, 8, true), (vec![0.0, 1.0, 2.0], 0));
-    }
 }

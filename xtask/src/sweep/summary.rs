@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{plot, Override, Plan, Run, RunState};
@@ -388,7 +388,8 @@ pub fn write(plan: &Plan) -> Result<Written> {
         markdown(plan, &results, &groups, "summary.png").as_bytes(),
     )?;
     crate::bootstrap::write_atomic(&csv_path, csv(&plan.runs, &results, &groups).as_bytes())?;
-    plot::draw(plan, &results, &groups).save_png(&png)?;
+    crate::bootstrap::write_atomic(&png, &plot::draw(plan, &results, &groups).to_png())
+        .with_context(|| format!("writing the plot {}", png.display()))?;
     Ok(Written {
         files: [md, csv_path, png]
             .iter()

@@ -1,0 +1,178 @@
+//! End-to-end tests of `vae eval` on a freshly trained smoke run: the JSON summary, the
+//! per-example CSV and the IWAE-curve PNG of each method, the original's one-sample-per-pass
+//! layout giving the same estimate, and the messages for bad arguments.
+
+mod common;
+
+use std::path::Path;
+
+use common::{stderr, tiny_dataset, train_smoke, vae};
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn eval(data: &Path, run: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    vae(data, &args)
+}
+
+#[test]
+fn eval_writes_summary_csv_and_plot_for_each_method() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let out = train_smoke(dir.path(), &run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // IS: summary, 30 CSV rows, the IWAE curve k = 1, 10, 100, 200 and its picture; the
+    // output folder is created.
+    let is = dir.path().join("evals/is.json");
+    let o = eval(dir.path(), &run, &is, &["--k", "200", "--n", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&is);
+    assert_eq!(s["method"], "is");
+    assert_eq!(s["images"], 30);
+    let nll = s["estimate_nll"].as_f64().unwrap();
+    assert!(nll.is_finite() && nll > 0.0, "{s}");
+    assert!(s["stderr"].as_f64().unwrap() > 0.0);
+    let curve: Vec<(u64, f64)> = s["iwae_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["k"].as_u64().unwrap(), p["nll"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        curve.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1, 10, 100, 200]
+    );
+    assert_eq!(curve[3].1, nll, "the last point is the estimate");
+    // One sample is a looser bound than 200 by a margin (several nats on this barely trained
+    // model) far above its noise over 30 images.
+    assert!(curve[0].1 > nll, "{curve:?}");
+    let csv = std::fs::read_to_string(dir.path().join("evals/is.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "index,log_px,log_px_stderr,elbo,ess");
+    assert_eq!(lines.len(), 31);
+    let mean_log_px: f64 = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+        .sum::<f64>()
+        / 30.0;
+    assert!((-mean_log_px - nll).abs() < 1e-9, "CSV and summary agree");
+    let png = std::fs::read(dir.path().join("evals/is.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[16..24], [0, 0, 2, 208, 0, 0, 1, 204], "720 x 460");
+
+    // The original's structure: one sample of 7 images per pass, the encoder re-run each pass.
+    // Same noise, so the same estimate up to float reduction order.
+    let one = dir.path().join("evals/one.json");
+    let o = eval(
+        dir.path(),
+        &run,
+        &one,
+        &[
+            "--k",
+            "200",
+            "--n",
+            "30",
+            "--passes",
+            "one-sample",
+            "--max-rows",
+            "7",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s1 = json(&one);
+    assert_eq!(s1["settings"]["passes"], "one-sample-per-pass");
+    assert!(
+        (s1["estimate_nll"].as_f64().unwrap() - nll).abs() < 1e-4,
+        "{} vs {nll}",
+        s1["estimate_nll"]
+    );
+
+    // AIS from the prior and from the flow posterior: summary and CSV, no plot.
+    for start in ["prior", "posterior"] {
+        let ais = dir.path().join(format!("evals/ais-{start}.json"));
+        let o = eval(
+            dir.path(),
+            &run,
+            &ais,
+            &[
+                "--method",
+                "ais",
+                "--steps",
+                "20",
+                "--chains",
+                "2",
+                "--leapfrog",
+                "2",
+                "--n",
+                "5",
+                "--start",
+                start,
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let a = json(&ais);
+        assert_eq!(a["method"], "ais");
+        assert!(a["estimate_nll"].as_f64().unwrap().is_finite(), "{a}");
+        assert!(
+            a["nll_mean_log_weight"].as_f64().unwrap() >= a["estimate_nll"].as_f64().unwrap(),
+            "the mean log-weight is the looser bound: {a}"
+        );
+        let csv = std::fs::read_to_string(ais.with_extension("csv")).unwrap();
+        assert_eq!(csv.lines().count(), 6);
+        assert!(!ais.with_extension("png").exists());
+    }
+
+    // BDMC: lower bound below upper bound on simulated data.
+    let bdmc = dir.path().join("evals/bdmc.json");
+    let o = eval(
+        dir.path(),
+        &run,
+        &bdmc,
+        &[
+            "--method",
+            "bdmc",
+            "--steps",
+            "20",
+            "--chains",
+            "2",
+            "--leapfrog",
+            "2",
+            "--n",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = json(&bdmc);
+    assert!(
+        b["lower_bound_log_px"].as_f64().unwrap() <= b["upper_bound_log_px"].as_f64().unwrap(),
+        "{b}"
+    );
+
+    // Bad arguments: a message naming the flag and the valid values, never a panic.
+    let bad = |extra: &[&str], want: &str| {
+        let o = eval(dir.path(), &run, &dir.path().join("evals/bad.json"), extra);
+        assert!(!o.status.success());
+        assert_ne!(o.status.code(), Some(101), "panicked: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{extra:?}: {}", stderr(&o));
+    };
+    bad(&["--checkpoint", "newest"], "expected best or last");
+    bad(
+        &["--passes", "naive"],
+        "possible values: batched, one-sample",
+    );
+    bad(&["--k", "0"], "num_samples");
+    bad(&["--split", "dev"], "dev");
+}
