@@ -212,6 +212,11 @@ impl Trainer {
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
+    /// The optimizer's state as a checkpoint stores it: `adam.m.<var>`, `adam.v.<var>` (shaped as
+    /// the variables) and `adam.step` (`[1]`, int64), sorted by variable name.
+    pub fn adam_state(&self) -> Vec<(String, Tensor)> {
+        self.adam.state_tensors()
+    }
     /// Where training stands.
     pub fn state(&self) -> &TrainState {
         &self.state
@@ -517,15 +522,19 @@ impl Trainer {
                 serde_json::to_string(&self.cfg.model).unwrap_or_default()
             )));
         }
+        // Every tensor is checked before anything is copied, so that a checkpoint refused here
+        // leaves the model and the optimizer as they were (a rollback can then try the other
+        // checkpoint; an error in the middle must not leave half-loaded weights).
         let mut vars = self.vs.variables();
         let mut names: Vec<_> = vars.keys().cloned().collect();
         names.sort();
+        let mut pairs = Vec::with_capacity(names.len());
         for name in &names {
             let key = format!("model.{name}");
             let t = tensors
                 .get(&key)
                 .ok_or_else(|| err(format!("no tensor {key}")))?;
-            let var = vars.get_mut(name).expect("listed name");
+            let var = vars.remove(name).expect("listed name");
             if t.size() != var.size() {
                 return Err(err(format!(
                     "{key} has shape {:?}, the model has {:?}",
@@ -533,9 +542,15 @@ impl Trainer {
                     var.size()
                 )));
             }
-            tch::no_grad(|| var.copy_(&t.to_device(self.device).to_kind(var.kind())));
+            pairs.push((var, t));
         }
+        // Checks all of its tensors before it copies any.
         self.adam.load_state(&tensors, path)?;
+        tch::no_grad(|| {
+            for (mut var, t) in pairs {
+                var.copy_(&t.to_device(self.device).to_kind(var.kind()));
+            }
+        });
         self.state = meta.state;
         Ok(())
     }

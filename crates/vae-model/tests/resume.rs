@@ -181,3 +181,62 @@ fn another_architecture_is_refused_by_name() {
     let msg = t.load_checkpoint(&ck).unwrap_err().to_string();
     assert!(msg.contains("may be truncated or corrupt"), "{msg}");
 }
+
+/// A checkpoint refused half-way (here: its model tensors are fine but an optimizer tensor is
+/// missing, in a checkpoint from before checksums) leaves the trainer's weights and optimizer
+/// exactly as they were, so that training or a rollback can go on from them.
+#[test]
+fn a_refused_checkpoint_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    let mut t = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
+    steps(&mut t, Some(3));
+    t.save_checkpoint(&good).unwrap();
+    let mut tensors = tch::Tensor::read_safetensors(&good).unwrap();
+    let victim = tensors
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| k.starts_with("adam.v."))
+        .max()
+        .unwrap();
+    tensors.retain(|(k, _)| *k != victim);
+    for (k, t) in tensors.iter_mut() {
+        if k == "meta.json" {
+            let mut meta: serde_json::Value =
+                serde_json::from_slice(&Vec::<u8>::try_from(&*t).unwrap()).unwrap();
+            meta.as_object_mut().unwrap().remove("checksum");
+            *t = tch::Tensor::from_slice(&serde_json::to_vec(&meta).unwrap());
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &bad).unwrap();
+
+    steps(&mut t, Some(6)); // the weights move on from the checkpoint's
+    let before: Vec<_> = weights(&t)
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    let adam_before: Vec<_> = t
+        .adam_state()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    let msg = t.load_checkpoint(&bad).unwrap_err().to_string();
+    assert!(msg.contains(&format!("no {victim} tensor")), "{msg}");
+    for ((name, now), (_, was)) in weights(&t).iter().zip(&before) {
+        assert!(
+            now.equal(was),
+            "{name} was overwritten by the refused checkpoint"
+        );
+    }
+    for ((name, now), (_, was)) in t.adam_state().iter().zip(&adam_before) {
+        assert!(
+            now.equal(was),
+            "{name} was overwritten by the refused checkpoint"
+        );
+    }
+    // The good one still loads.
+    t.load_checkpoint(&good).unwrap();
+}
