@@ -293,6 +293,39 @@ struct Object {
     state: Option<Value>,
 }
 
+/// Drops a value's subtree with an explicit stack. The derived drop recurses once per level, and
+/// a pickle of a million nested tuples (a few megabytes) overflowed the thread's stack and
+/// aborted the process. Children are moved out only where this is the last reference to them;
+/// shared ones are left to whoever drops the last reference, which then does the same.
+impl Drop for Value {
+    fn drop(&mut self) {
+        fn take_children(v: &mut Value, out: &mut Vec<Value>) {
+            match v {
+                Value::Tuple(items) => {
+                    if let Some(items) = Rc::get_mut(items) {
+                        out.append(items);
+                    }
+                }
+                Value::Object(obj) => {
+                    if let Some(obj) = Rc::get_mut(obj) {
+                        let obj = obj.get_mut();
+                        out.push(std::mem::replace(&mut obj.callable, Value::None));
+                        out.push(std::mem::replace(&mut obj.args, Value::None));
+                        out.extend(obj.state.take());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut pending = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut v) = pending.pop() {
+            take_children(&mut v, &mut pending);
+            // `v` now owns no children of its own: dropping it does not recurse.
+        }
+    }
+}
+
 impl Value {
     fn tuple(&self) -> Option<&[Value]> {
         match self {
@@ -594,5 +627,31 @@ mod tests {
         }
         let err = parse(&[0x80, 2, 0xff]).unwrap_err();
         assert_eq!(err.to_string(), "unsupported pickle opcode 0xff at byte 2");
+    }
+
+    /// A million nested one-tuples, and a million objects each holding the previous one, are
+    /// refused with an error and dropped without overflowing the test thread's 2 MiB stack.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let depth = 1_000_000;
+        let mut tuples = vec![0x80, 2, b'N'];
+        tuples.extend(std::iter::repeat_n(0x85, depth));
+        tuples.push(b'.');
+        let err = parse(&tuples).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected 3 splits (train, valid, test), found 1"
+        );
+        // memo 0 = a global, memo 1 = the latest value; each round REDUCEs the global with the
+        // latest value as its one argument and memoizes the object (which stays on the stack).
+        let mut objects = vec![0x80, 2, b'c'];
+        objects.extend_from_slice(b"m\nf\n");
+        objects.extend_from_slice(&[b'q', 0, b')', b'q', 1]);
+        for _ in 0..depth {
+            objects.extend_from_slice(&[b'h', 0, b'h', 1, 0x85, b'R', b'q', 1]);
+        }
+        objects.push(b'.');
+        let err = parse(&objects).unwrap_err();
+        assert!(err.to_string().contains("values on the stack"), "{err}");
     }
 }
