@@ -47,29 +47,26 @@ fn line_breaks_cannot_reach_the_slurm_script() {
 
 /// The `--set` argument of a grid value is the value as compact JSON, which `vae` parses back
 /// with serde_json. For `633333333333333333333333333333333333333` (an f64) the written text
-/// `6.333333333333333e38` parses back one ULP off, so the run gets a (slightly) different number
-/// than the sweep file says.
-///
-/// FIXME: serde_json's `float_roundtrip` feature makes this exact (for `vae` too); enabling it
-/// rebuilds tch and everything above it, so it is left to a deliberate change. Until then this
-/// asserts the current behaviour: at most one ULP apart.
+/// `6.333333333333333e38` parsed back one ULP off with serde_json's default fast float parser,
+/// so the run got a slightly different number than the sweep file says. The workspace now
+/// enables serde_json's `float_roundtrip`, and the value arrives exactly (for `vae` too, which
+/// shares the workspace's serde_json).
 #[test]
-fn a_grid_float_reaches_vae_within_one_ulp() {
+fn a_grid_float_reaches_vae_exactly() {
     let s = parse(json!({
         "base": "base.json",
-        "grid": {"model.latent": [6, 633333333333333333333333333333333333333.0]}
+        "grid": {"model.latent": [6, 633333333333333333333333333333333333333.0, 0.1, 1e-7, 2.5e-300]}
     }))
     .unwrap();
     let runs = s.runs().unwrap();
-    let want = s.grid[0].1[1].as_f64().unwrap();
-    let arg = runs[1].set_args(&s).pop().unwrap();
-    let raw = arg.strip_prefix("model.latent=").unwrap();
-    let got = serde_json::from_str::<Value>(raw)
-        .unwrap()
-        .as_f64()
-        .unwrap();
-    assert!(
-        got.to_bits().abs_diff(want.to_bits()) <= 1,
-        "{arg}: {got} vs {want}"
-    );
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        let want = s.grid[0].1[i].as_f64().unwrap();
+        let arg = run.set_args(&s).pop().unwrap();
+        let raw = arg.strip_prefix("model.latent=").unwrap();
+        let got = serde_json::from_str::<Value>(raw)
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "{arg}: {got} vs {want}");
+    }
 }
