@@ -11,6 +11,7 @@ use vae_data::idx::{self, IdxImages};
 use vae_flows::{ContextMode, FlowConfig, FlowKind};
 use vae_model::{ExperimentConfig, ModelConfig, Trainer};
 use vae_nets::{DecoderConfig, EncoderConfig};
+use xtask::mnist_pickle::{numpy_style_pickle as pickle, test_split as split};
 
 /// Writes every seed below `corpus`; returns how many files it wrote.
 pub fn write_all(corpus: &Path) -> std::io::Result<usize> {
@@ -92,80 +93,6 @@ fn idx_seeds() -> Vec<(String, Vec<u8>)> {
         ("labels-gz".into(), gzip(&labels)),
         ("images-gz".into(), gzip(&images(1, 2, 3))),
     ]
-}
-
-/// A protocol-2 pickle of three (images, labels) splits the way numpy 1.x under Python 2 writes
-/// them, with memoised dtypes reused through BINGET (as `xtask/src/mnist_pickle.rs` tests it).
-fn pickle(splits: &[(Vec<f32>, Vec<i64>)]) -> Vec<u8> {
-    let mut p = vec![0x80, 2];
-    let mut memo = 0u8;
-    fn put(p: &mut Vec<u8>, memo: &mut u8) {
-        p.extend_from_slice(&[b'q', *memo]);
-        *memo += 1;
-    }
-    let mut dtypes: std::collections::HashMap<&str, u8> = Default::default();
-    p.push(b'(');
-    for (images, labels) in splits {
-        let arrays: [(&str, Vec<usize>, Vec<u8>); 2] = [
-            (
-                "f4",
-                vec![images.len() / 784, 784],
-                images.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-            (
-                "i8",
-                vec![labels.len()],
-                labels.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-        ];
-        for (code, shape, data) in arrays {
-            p.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
-            put(&mut p, &mut memo);
-            p.extend_from_slice(b"cnumpy\nndarray\n");
-            put(&mut p, &mut memo);
-            p.extend_from_slice(&[b'K', 0, 0x85, b'U', 1, b'b', 0x87, b'R']);
-            put(&mut p, &mut memo);
-            p.extend_from_slice(&[b'(', b'K', 1]);
-            p.push(b'(');
-            for d in &shape {
-                p.push(b'J');
-                p.extend_from_slice(&(*d as i32).to_le_bytes());
-            }
-            p.push(b't');
-            if let Some(&m) = dtypes.get(code) {
-                p.extend_from_slice(&[b'h', m]);
-            } else {
-                p.extend_from_slice(b"cnumpy\ndtype\n");
-                put(&mut p, &mut memo);
-                p.extend_from_slice(&[b'U', 2]);
-                p.extend_from_slice(code.as_bytes());
-                p.extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R']);
-                dtypes.insert(code, memo);
-                put(&mut p, &mut memo);
-                p.extend_from_slice(&[b'(', b'K', 3, b'U', 1, b'<', b'N', b'N', b'N', b'J']);
-                p.extend_from_slice(&(-1i32).to_le_bytes());
-                p.push(b'J');
-                p.extend_from_slice(&(-1i32).to_le_bytes());
-                p.extend_from_slice(&[b'K', 0, b't', b'b']);
-            }
-            p.push(0x89);
-            p.push(b'T');
-            p.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            p.extend_from_slice(&data);
-            p.extend_from_slice(b"tb");
-            put(&mut p, &mut memo);
-        }
-        p.push(0x86);
-        put(&mut p, &mut memo);
-    }
-    p.extend_from_slice(b"t.");
-    p
-}
-
-fn split(n: usize, first_label: i64) -> (Vec<f32>, Vec<i64>) {
-    let images = (0..n * 784).map(|i| (i % 256) as f32 / 256.0).collect();
-    let labels = (0..n as i64).map(|i| (first_label + i) % 10).collect();
-    (images, labels)
 }
 
 fn pickle_seeds() -> Vec<(String, Vec<u8>)> {
