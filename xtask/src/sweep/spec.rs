@@ -216,6 +216,9 @@ const TOP_KEYS: &[&str] = &[
     "x_label", "slurm",
 ];
 
+/// The most runs one sweep may expand into.
+pub const MAX_RUNS: usize = 10_000;
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -425,8 +428,37 @@ impl Sweep {
             slurm,
         };
         sweep.check_conflicts()?;
+        sweep.check_run_count()?;
         sweep.runs()?;
         Ok(sweep)
+    }
+
+    /// The number of runs (variants × grid points × seeds) is at most [`MAX_RUNS`], checked
+    /// before expanding them: a few short lists in a 4 KB file multiply into billions of runs,
+    /// which would exhaust memory before any message.
+    fn check_run_count(&self) -> Result<()> {
+        let factors = std::iter::once(("variants", self.variants.len()))
+            .chain(self.grid.iter().map(|(k, v)| (k.as_str(), v.len())))
+            .chain(self.seeds.as_ref().map(|s| ("seeds", s.len())));
+        let mut total: usize = 1;
+        let mut parts = Vec::new();
+        for (what, n) in factors {
+            parts.push(format!("{n} ({what})"));
+            total = total.saturating_mul(n);
+        }
+        if total > MAX_RUNS {
+            bail!(
+                "the sweep has {} runs: {}, more than the {MAX_RUNS} a sweep may hold; split it \
+                 into several sweep files",
+                if total == usize::MAX {
+                    "too many".to_string()
+                } else {
+                    total.to_string()
+                },
+                parts.join(" x ")
+            );
+        }
+        Ok(())
     }
 
     /// A key may be set in one place only: common `set`, the variants, the grid, or `seeds`.
@@ -969,10 +1001,28 @@ mod tests {
                 json!({"base": "../smoke.json", "variants": [{"set": {"model.latent": 2}}, {"set": {"model.latent": 2}}]}),
                 "would share the folder `latent=2`",
             ),
+            (
+                json!({"base": "../smoke.json", "grid": {"model.latent": (1..=101).collect::<Vec<_>>(), "train.epochs": (1..=100).collect::<Vec<_>>()}}),
+                "the sweep has 10100 runs: 1 (variants) x 101 (model.latent) x 100 (train.epochs), more than the 10000",
+            ),
+            (
+                json!({"base": "../smoke.json", "grid": {"a.a": (0..9).collect::<Vec<_>>(), "a.b": (0..9).collect::<Vec<_>>(), "a.c": (0..9).collect::<Vec<_>>(), "a.d": (0..9).collect::<Vec<_>>(), "a.e": (0..9).collect::<Vec<_>>()}, "seeds": (0..9).collect::<Vec<_>>()}),
+                "the sweep has 531441 runs",
+            ),
         ] {
             let e = err(file.clone());
             assert!(e.contains(expected), "{file}: {e}");
         }
+    }
+
+    #[test]
+    fn a_sweep_may_hold_exactly_max_runs() {
+        let s = parse(json!({"base": "../smoke.json", "grid": {
+            "model.latent": (1..=100).collect::<Vec<_>>(),
+            "train.epochs": (1..=100).collect::<Vec<_>>(),
+        }}))
+        .unwrap();
+        assert_eq!(s.runs().unwrap().len(), MAX_RUNS);
     }
 
     #[test]
