@@ -12,7 +12,8 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn eval(data: &Path, run: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+/// `vae eval --run RUN --out OUT --threads 1` plus `extra` (split at spaces).
+fn eval(data: &Path, run: &Path, out: &Path, extra: &str) -> std::process::Output {
     let mut args = vec![
         "eval",
         "--run",
@@ -22,8 +23,15 @@ fn eval(data: &Path, run: &Path, out: &Path, extra: &[&str]) -> std::process::Ou
         "--threads",
         "1",
     ];
-    args.extend_from_slice(extra);
+    args.extend(extra.split_whitespace());
     vae(data, &args)
+}
+
+/// [`eval`] that must succeed; returns the summary JSON.
+fn eval_ok(data: &Path, run: &Path, out: &Path, extra: &str) -> serde_json::Value {
+    let o = eval(data, run, out, extra);
+    assert!(o.status.success(), "{extra}: {}", stderr(&o));
+    json(out)
 }
 
 #[test]
@@ -37,9 +45,7 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     // IS: summary, 30 CSV rows, the IWAE curve k = 1, 10, 100, 200 and its picture; the
     // output folder is created.
     let is = dir.path().join("evals/is.json");
-    let o = eval(dir.path(), &run, &is, &["--k", "200", "--n", "30"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = json(&is);
+    let s = eval_ok(dir.path(), &run, &is, "--k 200 --n 30");
     assert_eq!(s["method"], "is");
     assert_eq!(s["images"], 30);
     let nll = s["estimate_nll"].as_f64().unwrap();
@@ -76,23 +82,12 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     // The original's structure: one sample of 7 images per pass, the encoder re-run each pass.
     // Same noise, so the same estimate up to float reduction order.
     let one = dir.path().join("evals/one.json");
-    let o = eval(
+    let s1 = eval_ok(
         dir.path(),
         &run,
         &one,
-        &[
-            "--k",
-            "200",
-            "--n",
-            "30",
-            "--passes",
-            "one-sample",
-            "--max-rows",
-            "7",
-        ],
+        "--k 200 --n 30 --passes one-sample --max-rows 7",
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s1 = json(&one);
     assert_eq!(s1["settings"]["passes"], "one-sample-per-pass");
     assert!(
         (s1["estimate_nll"].as_f64().unwrap() - nll).abs() < 1e-4,
@@ -103,27 +98,12 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     // AIS from the prior and from the flow posterior: summary and CSV, no plot.
     for start in ["prior", "posterior"] {
         let ais = dir.path().join(format!("evals/ais-{start}.json"));
-        let o = eval(
+        let a = eval_ok(
             dir.path(),
             &run,
             &ais,
-            &[
-                "--method",
-                "ais",
-                "--steps",
-                "20",
-                "--chains",
-                "2",
-                "--leapfrog",
-                "2",
-                "--n",
-                "5",
-                "--start",
-                start,
-            ],
+            &format!("--method ais --steps 20 --chains 2 --leapfrog 2 --n 5 --start {start}"),
         );
-        assert!(o.status.success(), "{}", stderr(&o));
-        let a = json(&ais);
         assert_eq!(a["method"], "ais");
         assert!(a["estimate_nll"].as_f64().unwrap().is_finite(), "{a}");
         assert!(
@@ -137,42 +117,26 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
 
     // BDMC: lower bound below upper bound on simulated data.
     let bdmc = dir.path().join("evals/bdmc.json");
-    let o = eval(
+    let b = eval_ok(
         dir.path(),
         &run,
         &bdmc,
-        &[
-            "--method",
-            "bdmc",
-            "--steps",
-            "20",
-            "--chains",
-            "2",
-            "--leapfrog",
-            "2",
-            "--n",
-            "4",
-        ],
+        "--method bdmc --steps 20 --chains 2 --leapfrog 2 --n 4",
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let b = json(&bdmc);
     assert!(
         b["lower_bound_log_px"].as_f64().unwrap() <= b["upper_bound_log_px"].as_f64().unwrap(),
         "{b}"
     );
 
     // Bad arguments: a message naming the flag and the valid values, never a panic.
-    let bad = |extra: &[&str], want: &str| {
+    let bad = |extra: &str, want: &str| {
         let o = eval(dir.path(), &run, &dir.path().join("evals/bad.json"), extra);
         assert!(!o.status.success());
         assert_ne!(o.status.code(), Some(101), "panicked: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{extra}: {}", stderr(&o));
     };
-    bad(&["--checkpoint", "newest"], "expected best or last");
-    bad(
-        &["--passes", "naive"],
-        "possible values: batched, one-sample",
-    );
-    bad(&["--k", "0"], "num_samples");
-    bad(&["--split", "dev"], "dev");
+    bad("--checkpoint newest", "expected best or last");
+    bad("--passes naive", "possible values: batched, one-sample");
+    bad("--k 0", "num_samples");
+    bad("--split dev", "dev");
 }
