@@ -70,3 +70,16 @@ fn a_grid_float_reaches_vae_exactly() {
         assert_eq!(got.to_bits(), want.to_bits(), "{arg}: {got} vs {want}");
     }
 }
+
+/// A 1.9 KB sweep file from the fuzzer (`fuzz/artifacts/sweep/slow-unit-3406b069...`): thirteen
+/// grid keys of 2 to 4 values each, 221 184 runs. Expanding them took seconds and hundreds of MB
+/// per input; the count is now refused before any expansion.
+#[test]
+fn a_sweep_of_a_quarter_million_runs_is_refused_before_expansion() {
+    let text = include_str!("fuzz-inputs/sweep-221184-runs.json");
+    let err = format!("{:#}", parse(serde_json::from_str(text).unwrap()).unwrap_err());
+    assert!(
+        err.contains("the sweep has 221184 runs") && err.contains("more than the 10000"),
+        "{err}"
+    );
+}
