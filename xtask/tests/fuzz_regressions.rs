@@ -77,7 +77,10 @@ fn a_grid_float_reaches_vae_exactly() {
 #[test]
 fn a_sweep_of_a_quarter_million_runs_is_refused_before_expansion() {
     let text = include_str!("fuzz-inputs/sweep-221184-runs.json");
-    let err = format!("{:#}", parse(serde_json::from_str(text).unwrap()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        parse(serde_json::from_str(text).unwrap()).unwrap_err()
+    );
     assert!(
         err.contains("the sweep has 221184 runs") && err.contains("more than the 10000"),
         "{err}"
