@@ -804,8 +804,8 @@ def bench_train(args, vae, cfg, device):
     n = args.warmup + args.steps
     if grey.shape[0] < n * b:
         raise SystemExit(f"data.safetensors holds {grey.shape[0]} images, {n * b} needed")
-    for step in range(n):
-        t0 = time.perf_counter()
+
+    def one_step(step):
         x = torch.bernoulli(grey[step * b : (step + 1) * b].float().div_(255.0)).view(b, 1, 28, 28)
         eps = torch.randn(b, vae.latent, device=device)
         rec, kl = vae.elbo_terms(x, eps)
@@ -819,7 +819,12 @@ def bench_train(args, vae, cfg, device):
             opt.step(lr)
         rec.item(), kl.item()
         sync(device)
+
+    for step in range(n):
+        t0 = time.perf_counter()
+        one_step(step)
         times.append((time.perf_counter() - t0) * 1e3)
+    profile = profile_steps(one_step, n, device) if args.profile else None
     flops = None
     try:
         from torch.utils.flop_counter import FlopCounterMode
@@ -842,6 +847,37 @@ def bench_train(args, vae, cfg, device):
         "warmup_ms": times[: args.warmup],
         "median_ms": med,
         "flops_counted": flops,
+        **({"profile": profile} if profile else {}),
+    }
+
+
+def profile_steps(one_step, n, device, steps=3):
+    """Where the time of a few more training steps goes (torch.profiler): kernels launched and
+    device time per step against wall time, and the kernels that take most of it. Tells a
+    launch-bound step (device time well under wall time) from an arithmetic-bound one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        acts.append(ProfilerActivity.CUDA)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for i in range(steps):
+            one_step(i % n)
+    wall = (time.perf_counter() - t0) * 1e3 / steps
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    by_name = {}
+    for e in kernels:
+        ms, count = by_name.get(e.name, (0.0, 0))
+        by_name[e.name] = (ms + e.device_time_total / 1e3, count + 1)
+    top = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:12]
+    return {
+        "steps": steps,
+        "wall_ms_per_step": wall,
+        "kernels_per_step": len(kernels) / steps,
+        "kernel_ms_per_step": sum(ms for ms, _ in by_name.values()) / steps,
+        "top_kernels": [{"name": k[:120], "ms_per_step": ms / steps, "per_step": c / steps}
+                        for k, (ms, c) in top],
     }
 
 
@@ -968,6 +1004,8 @@ def main(argv=None):
     b.add_argument("--chains", type=int, default=8)
     b.add_argument("--leapfrog", type=int, default=10)
     b.add_argument("--matmul-size", type=int, default=2048)
+    b.add_argument("--profile", action="store_true",
+                   help="train: also profile a few steps (kernels, device time) with torch.profiler")
     b.add_argument("--out")
     args = p.parse_args(argv)
     if args.cmd == "elbo":

@@ -116,7 +116,7 @@ def main():
     train_and_eval = None
 
     def bench_row(key, title, config, train, is_images, ais, target, target_step,
-                  alternatives=()):
+                  alternatives=(), profile=False):
         d = os.path.join(work, key)
         os.makedirs(d, exist_ok=True)
         targs = ["--warmup", str(train[0]), "--steps", str(train[1]), "--batch", "200"]
@@ -141,6 +141,8 @@ def main():
             ref_extra = list(extra)
             if phase == "is":
                 ref_extra += ["--max-rows", str(ours.get("max_rows", 20000))]
+            if phase == "train" and profile:
+                ref_extra += ["--profile"]
             theirs = pytorch(phase, ref_extra, d)
             f = FIGURE[phase]
             if f in ours and f in theirs:
@@ -204,7 +206,7 @@ def main():
     def alts(key):
         return alternatives if args.alt_rows == "all" or key in args.alt_rows.split(",") else ()
 
-    rows.append(bench_row(*rows_plan[0], alternatives=alts(rows_plan[0][0])))
+    rows.append(bench_row(*rows_plan[0], alternatives=alts(rows_plan[0][0]), profile=True))
     if not args.skip_train:
         if clock.left() > 60:
             try:

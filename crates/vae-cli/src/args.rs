@@ -12,6 +12,21 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// CUDA only: let cuDNN time its convolution algorithms on the first batch of each shape
+    /// and keep the fastest (`on`), or take its heuristic choice (`off`, PyTorch's default;
+    /// on an H100 `on` gained nothing per training step and made IS and AIS up to 3x slower,
+    /// BENCHMARKS.md). CPU runs are unaffected
+    #[arg(long, global = true, value_enum, default_value = "off")]
+    pub cudnn_benchmark: Switch,
+}
+
+/// An on/off setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled
+    On,
+    /// Disabled
+    Off,
 }
 
 /// Top-level commands.

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: args::Cli) -> anyhow::Result<()> {
+    // A flag in libtorch's global context, read when a convolution first runs on CUDA (cargo
+    // xtask bench --gpu-kit measures both settings).
+    tch::Cuda::cudnn_set_benchmark(cli.cudnn_benchmark == args::Switch::On);
     match cli.command {
         args::Command::Data(cmd) => data_cmd::run(cmd),
         args::Command::Train(a) => train_cmd::run(a),

@@ -201,19 +201,34 @@ impl Adam {
 
     /// Global L2 norm of the current gradients (0 for variables without one).
     pub fn grad_norm(&self) -> f64 {
+        self.grad_sq_norm().double_value(&[]).sqrt()
+    }
+
+    /// Squared global L2 norm of the current gradients, as a 0-dim f64 tensor on their device:
+    /// computed without waiting for the device, so that a caller can read it back together
+    /// with other values in one transfer.
+    pub fn grad_sq_norm(&self) -> Tensor {
         if let Some(g) = self.flat_grads() {
-            return tch::no_grad(|| g.square().sum(Kind::Double).double_value(&[]).sqrt());
+            return tch::no_grad(|| g.square().sum(Kind::Double));
         }
         tch::no_grad(|| {
-            let total: f64 = self
+            let parts: Vec<Tensor> = self
                 .params
                 .iter()
                 .map(|p| p.grad())
                 .filter(|g| g.defined())
-                .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-                .sum();
-            total.sqrt()
+                .map(|g| g.square().sum(Kind::Double))
+                .collect();
+            match parts.is_empty() {
+                true => Tensor::zeros([], (Kind::Double, self.device())),
+                false => Tensor::stack(&parts, 0).sum(Kind::Double),
+            }
         })
+    }
+
+    /// Where the variables live (the CPU if there are none).
+    fn device(&self) -> tch::Device {
+        self.params.first().map_or(tch::Device::Cpu, Tensor::device)
     }
 
     /// Whether every gradient is finite.
@@ -453,6 +468,20 @@ mod tests {
             adam.step(1e-2);
             slow.zero_grad();
             (loss(&w_ref, k) + (&b_ref * 2.0).sin().sum(Kind::Float)).backward();
+            // The gradient norm: both paths and the definition, before the update.
+            let direct = (w_ref.grad().square().sum(Kind::Double)
+                + b_ref.grad().square().sum(Kind::Double))
+            .double_value(&[])
+            .sqrt();
+            for (path, norm) in [
+                ("flat", adam.grad_norm()),
+                ("per variable", slow.grad_norm()),
+            ] {
+                assert!(
+                    (norm - direct).abs() <= 1e-6 * direct,
+                    "step {k}: {path} gradient norm {norm} vs {direct}"
+                );
+            }
             slow.step(1e-2);
             assert!(
                 adam.flat_grads().is_some(),

@@ -329,8 +329,12 @@ impl Trainer {
                 }
                 self.adam.zero_grad();
                 loss.backward();
-                let grad_norm = self.adam.grad_norm();
-                let finite = loss.double_value(&[]).is_finite() && grad_norm.is_finite();
+                // One device-to-host transfer for the four figures of the step: on a GPU each
+                // read waits for the queue to drain.
+                let [loss, rec, kl, grad_sq] =
+                    step_figures(&[&loss, &rec, &kl, &self.adam.grad_sq_norm()]);
+                let grad_norm = grad_sq.sqrt();
+                let finite = loss.is_finite() && grad_norm.is_finite();
                 if finite {
                     self.adam.step(lr);
                     self.state.skipped.1 = 0;
@@ -340,7 +344,6 @@ impl Trainer {
                     self.state.skipped.1 += 1;
                     skipped_here += 1;
                 }
-                let (rec, kl) = (rec.double_value(&[]), kl.double_value(&[]));
                 self.state.step_in_epoch += 1;
                 self.state.global_step += 1;
                 if finite {
@@ -563,6 +566,21 @@ struct Meta {
 }
 
 /// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
+/// The values of 0-dim tensors as f64, read back from their device in one transfer.
+fn step_figures<const N: usize>(scalars: &[&Tensor; N]) -> [f64; N] {
+    let on_host = tch::no_grad(|| {
+        Tensor::stack(
+            &scalars
+                .iter()
+                .map(|t| t.to_kind(Kind::Double))
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .to_device(tch::Device::Cpu)
+    });
+    std::array::from_fn(|i| on_host.double_value(&[i as i64]))
+}
+
 fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for (name, t) in tensors {
