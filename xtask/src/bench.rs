@@ -578,7 +578,10 @@ pub fn render_run(run: &Value) -> String {
             "| {} | {:.1} M | {} | {} | {} | {} (≤ {target}) | {} | {} | {} / {} |\n",
             r["title"].as_str().unwrap_or("?"),
             o["parameters"].as_f64().unwrap_or(f64::NAN) / 1e6,
-            o["step_ms"].as_array().map_or(0, Vec::len),
+            o["steps"]
+                .as_u64()
+                .or(o["step_ms"].as_array().map(|v| v.len() as u64))
+                .unwrap_or(0),
             ms(o["median_ms"].as_f64()),
             ms(t["median_ms"].as_f64()),
             verdict(o["ratio"].as_f64(), target),
@@ -686,12 +689,13 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
          ((schedule points − 2) × leapfrog + 1 gradients of log p(x, z), each timed alone at the \
          same shape). The reference computes the same ELBO as flowvae to 1e-4 nats \
          (`tests/bench_reference.rs`).\n\n\
-         Times are medians over the timed steps (training) or one timed run after an untimed \
-         warm-up (IS, AIS). GFLOP/s counts 3 × 2 × the multiply-adds of the matrix products \
-         and convolutions of a forward pass (`crates/vae-cli/src/cost.rs`). Peak memory is the \
-         process's peak RSS (VmHWM), and on CUDA the GPU memory that nvidia-smi shows for it \
-         (the caching allocator's reservation, which holds its peak). IS sizes its chunks from \
-         a 2 GiB activation budget (`vae eval --max-rows` overrides it).\n\n## CPU\n\n",
+         Times are medians over up to 5 timed repeats of several steps each (training: each \
+         repeat's time per step) or one timed run after an untimed warm-up (IS, AIS). GFLOP/s \
+         counts 3 × 2 × the multiply-adds of the matrix products and convolutions of a forward \
+         pass (`crates/vae-cli/src/cost.rs`). Peak memory is the process's peak RSS (VmHWM), \
+         and on CUDA the GPU memory that nvidia-smi shows for it (the caching allocator's \
+         reservation, which holds its peak). IS sizes its chunks from a 2 GiB activation \
+         budget (`vae eval --max-rows` overrides it).\n\n## CPU\n\n",
     );
     s += &render_run(cpu);
     if let Some(g) = gpu {
@@ -701,38 +705,66 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
             s += &format!("{note}.\n\n");
         }
         s += &render_run(&g["bench"]);
-        if let Some(rows) = g["earlier_run"]["rows"].as_array() {
-            s += "\nTraining step in the earlier run (ms, flowvae / PyTorch / alt builds): ";
-            let parts: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    let t = &r["train"];
-                    let alts: Vec<String> = t
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .filter(|(k, _)| k.starts_with("alt:"))
-                                .map(|(k, v)| {
-                                    format!("{} {}", &k[4..], ms(v["median_ms"].as_f64()))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "{} {} / {}{}",
-                        r["key"].as_str().unwrap_or("?"),
-                        ms(t["flowvae"]["median_ms"].as_f64()),
-                        ms(t["pytorch"]["median_ms"].as_f64()),
-                        if alts.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" / {}", alts.join(", "))
-                        }
-                    )
-                })
-                .collect();
-            s += &parts.join("; ");
-            s += ".\n";
+        // Earlier runs on other machines of the same kind (`earlier_runs`: [{label, bench}];
+        // `earlier_run`: one unlabeled run, in older files).
+        let mut earlier: Vec<(String, &Value)> = g["earlier_runs"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|r| {
+                        (
+                            r["label"].as_str().unwrap_or("earlier run").into(),
+                            &r["bench"],
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if g["earlier_run"].is_object() {
+            earlier.push(("the earlier run".into(), &g["earlier_run"]));
+        }
+        for (label, run) in earlier {
+            let Some(rows) = run["rows"].as_array() else {
+                continue;
+            };
+            for (phase, figure, what) in [
+                ("train", "median_ms", "Training step (ms"),
+                ("is", "ms_per_image", "IS (ms per image"),
+            ] {
+                let parts: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r[phase].is_object())
+                    .map(|r| {
+                        let t = &r[phase];
+                        let alts: Vec<String> = t
+                            .as_object()
+                            .map(|o| {
+                                o.iter()
+                                    .filter(|(k, _)| k.starts_with("alt:"))
+                                    .map(|(k, v)| format!("{} {}", &k[4..], ms(v[figure].as_f64())))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "{} {} / {}{}",
+                            r["key"].as_str().unwrap_or("?"),
+                            ms(t["flowvae"][figure].as_f64()),
+                            ms(t["pytorch"][figure].as_f64()),
+                            if alts.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" / {}", alts.join(", "))
+                            }
+                        )
+                    })
+                    .collect();
+                if !parts.is_empty() {
+                    s += &format!(
+                        "\n{what}, flowvae / PyTorch / other builds) in {label}: {}.\n",
+                        parts.join("; ")
+                    );
+                }
+            }
         }
         if let Some(extra) = g.get("train_and_eval") {
             s += &format!(

@@ -5,8 +5,9 @@
 //!   (`data.safetensors`: `train_grey`, the grey training images of the timed steps in the
 //!   trainer's order, and `test_bin`, the fixed-binarized test images) that the PyTorch reference
 //!   (`benches/reference/flowvae_ref.py`) reads, so both sides do the same work.
-//! - `train`: `Trainer::run_epoch` for `warmup + steps` steps; the time of a step is the interval
-//!   between two step reports (binarization, forward, backward, gradient norm, Adam).
+//! - `train`: `Trainer::run_epoch` for `warmup` steps, then `steps` more in up to 5 timed
+//!   repeats; the figure is the median over repeats of the time per step (binarization,
+//!   forward, backward, gradient norm, Adam, and the read-back of the step's figures).
 //! - `is`: importance sampling with `k` samples on the first `images` test images.
 //! - `ais`: AIS from the prior with `chains` chains and `leapfrog` steps, then the time of one
 //!   gradient of `log p(x, z)` at the same shape, to give AIS's overhead over its gradients.
@@ -185,27 +186,39 @@ fn train(trainer: &mut Trainer, args: &BenchArgs) -> Result<Value> {
         );
     }
     let stop = AtomicBool::new(false);
-    let mut stamps = Vec::with_capacity(total + 1);
-    stamps.push(Instant::now());
-    let outcome = trainer.run_epoch(&stop, Some(total as u64), |_| {
-        stamps.push(Instant::now());
-    })?;
-    if !matches!(outcome, EpochOutcome::Interrupted) {
-        bail!("the benchmark epoch did not stop at the step limit");
+    let device = trainer.device();
+    // Timed in a few repeats of several steps each: on CUDA a step's figures come back only
+    // every few steps (the host does not wait for the GPU inside an epoch), so single steps
+    // cannot be timed from the host; each `run_epoch` call ends by reading its steps back.
+    let run_to = |trainer: &mut Trainer, step: usize| -> Result<f64> {
+        let start = Instant::now();
+        let outcome = trainer.run_epoch(&stop, Some(step as u64), |_| {})?;
+        sync(device);
+        if !matches!(outcome, EpochOutcome::Interrupted) {
+            bail!("the benchmark epoch did not stop at the step limit");
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    let warmup_ms = run_to(trainer, args.warmup)?;
+    let repeats = args.steps.clamp(1, 5);
+    let mut done = args.warmup;
+    let mut per_step = Vec::with_capacity(repeats);
+    for r in 1..=repeats {
+        let to = args.warmup + args.steps * r / repeats;
+        if to > done {
+            per_step.push(run_to(trainer, to)? / (to - done) as f64);
+            done = to;
+        }
     }
-    let ms: Vec<f64> = stamps
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
-        .collect();
-    let timed = &ms[args.warmup.min(ms.len())..];
     let model = &trainer.config().model;
     let flops = cost::train_step_flops(model, args.batch);
-    let med = median(timed);
+    let med = median(&per_step);
     Ok(json!({
         "batch": args.batch,
         "warmup_steps": args.warmup,
-        "step_ms": timed,
-        "warmup_ms": &ms[..args.warmup.min(ms.len())],
+        "steps": args.steps,
+        "repeat_ms_per_step": per_step,
+        "warmup_ms": warmup_ms,
         "median_ms": med,
         "flops_per_step": flops,
         "gflops_per_s": flops / med / 1e6,

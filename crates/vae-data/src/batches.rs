@@ -165,21 +165,36 @@ impl<'a> Batches<'a> {
             });
         let b = indices.len() as i64;
         let side = IMAGE_SIDE as i64;
-        let images = Tensor::from_slice(&data)
-            .view([b, 1, side, side])
-            .to_device(self.device);
+        let images = upload(
+            Tensor::from_slice(&data).view([b, 1, side, side]),
+            self.device,
+        );
         let labels: Vec<i64> = indices
             .iter()
             .map(|&i| self.split.labels[i] as i64)
             .collect();
-        let labels = Tensor::from_slice(&labels)
-            .to_kind(Kind::Int64)
-            .to_device(self.device);
+        let labels = upload(
+            Tensor::from_slice(&labels).to_kind(Kind::Int64),
+            self.device,
+        );
         Batch {
             images,
             labels,
             indices: indices.to_vec(),
         }
+    }
+}
+
+/// Moves a host tensor to `device`. To a GPU it goes through page-locked memory without
+/// waiting: a copy from ordinary memory waits until the GPU has finished all the work queued
+/// before it, so every batch would stall the host until the previous training step was done.
+/// (libtorch's pinned-memory cache keeps the staging block until the copy has completed.)
+fn upload(t: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => t
+            .internal_pin_memory(device)
+            .to_device_(device, t.kind(), true, false),
+        _ => t.to_device(device),
     }
 }
 

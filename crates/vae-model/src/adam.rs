@@ -39,6 +39,9 @@ pub struct Adam {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: i64,
+    /// The step count on the device, once [`step_if`](Adam::step_if) has run: it counts only
+    /// the updates the device applied, which the host learns when it reads it back.
+    device_step: Option<Tensor>,
     flat: Option<Flat>,
 }
 
@@ -171,13 +174,26 @@ impl Adam {
             m,
             v,
             step: 0,
+            device_step: None,
             flat,
         }
     }
 
-    /// Number of updates applied so far (`t`).
+    /// Number of updates applied so far (`t`). After [`step_if`](Self::step_if) this reads the
+    /// count back from the device (and waits for it).
     pub fn step_count(&self) -> i64 {
-        self.step
+        match &self.device_step {
+            Some(t) => t.double_value(&[]) as i64,
+            None => self.step,
+        }
+    }
+
+    /// Brings the host's step count up to date and drops the device's.
+    fn host_step(&mut self) {
+        if self.device_step.is_some() {
+            self.step = self.step_count();
+            self.device_step = None;
+        }
     }
 
     /// Clears the gradients of every variable.
@@ -252,10 +268,12 @@ impl Adam {
             beta2: b2,
             eps,
         } = self.cfg;
+        self.host_step();
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        if self.flat_step(lr, c1, c2) {
+        if self.flat_ready() {
+            self.flat_step(lr, c1, c2);
             return;
         }
         tch::no_grad(|| {
@@ -275,8 +293,61 @@ impl Adam {
         });
     }
 
-    /// The update over the flat buffers; `false` (nothing done) when they are not usable.
-    fn flat_step(&mut self, lr: f64, c1: f64, c2: f64) -> bool {
+    /// [`step`](Self::step) when `ok` (a 0-dim bool tensor on the variables' device, e.g. "the
+    /// loss and gradient norm are finite") holds, and no change at all otherwise, decided on
+    /// the device: the host need not wait for `ok`, so it can queue the next step's kernels
+    /// while the GPU works (cargo xtask bench). Non-finite gradients are zeroed in place first.
+    /// Without the flat buffers this reads `ok` back and calls `step`.
+    pub fn step_if(&mut self, lr: f64, ok: &Tensor) {
+        if !self.flat_ready() {
+            if ok.to_kind(Kind::Int64).int64_value(&[]) != 0 {
+                self.step(lr);
+            }
+            return;
+        }
+        let AdamConfig {
+            beta1: b1,
+            beta2: b2,
+            eps,
+        } = self.cfg;
+        let f = self.flat.as_mut().expect("flat_ready");
+        let mut g = f.grads.as_ref().expect("flat_ready").shallow_clone();
+        let host_t = self.step as f64;
+        let t = self
+            .device_step
+            .get_or_insert_with(|| Tensor::from(host_t).to_device(f.params.device()));
+        tch::no_grad(|| {
+            let ok_f = ok.to_kind(f.m.kind());
+            let _ = g.masked_fill_(&ok.logical_not(), 0.0);
+            // A weight of 0 leaves the moments exactly as they were.
+            let _ = f.m.lerp_tensor_(&g, &(&ok_f * (1.0 - b1)));
+            let _ = f.v.lerp_tensor_(&g.square(), &(&ok_f * (1.0 - b2)));
+            let _ = t.g_add_(&ok.to_kind(Kind::Double));
+            let c1 = Tensor::pow_scalar(b1, &*t).neg() + 1.0;
+            let c2 = Tensor::pow_scalar(b2, &*t).neg() + 1.0;
+            let mut denom = f.v.sqrt();
+            let step = match self.placement {
+                EpsPlacement::Tf => {
+                    let _ = denom.g_add_scalar_(eps);
+                    c2.sqrt() / c1 * lr
+                }
+                EpsPlacement::Torch => {
+                    // (1/√c2 is infinite at t = 0, i.e. when the first step is skipped.)
+                    let corr = c2.sqrt().reciprocal().where_scalarother(ok, 1.0);
+                    let _ = denom.g_mul_(&corr).g_add_scalar_(eps);
+                    c1.reciprocal() * lr
+                }
+            };
+            // As in flat_step; a skipped step divides by +inf, which adds exactly ±0.
+            let factor = (-step.reciprocal()).where_scalarother(ok, f64::INFINITY);
+            let _ = denom.g_mul_(&factor);
+            let _ = f.params.addcdiv_(&f.m, &denom);
+        });
+    }
+
+    /// Whether the flat buffers can be used for an update (binding the gradients on the first
+    /// call); gives them up for good when a storage was replaced.
+    fn flat_ready(&mut self) -> bool {
         let Some(f) = self.flat.as_mut() else {
             return false;
         };
@@ -289,12 +360,18 @@ impl Adam {
             self.flat = None;
             return false;
         }
+        true
+    }
+
+    /// The update over the flat buffers, which [`flat_ready`](Self::flat_ready) checked.
+    fn flat_step(&mut self, lr: f64, c1: f64, c2: f64) {
         let AdamConfig {
             beta1: b1,
             beta2: b2,
             eps,
         } = self.cfg;
-        let g = f.grads.as_ref().expect("bound above");
+        let f = self.flat.as_mut().expect("flat_ready");
+        let g = f.grads.as_ref().expect("flat_ready");
         tch::no_grad(|| {
             let _ = f.m.lerp_(g, 1.0 - b1);
             let _ = f.v.lerp_(&g.square(), 1.0 - b2);
@@ -313,7 +390,6 @@ impl Adam {
             let _ = denom.g_mul_scalar_(-1.0 / step);
             let _ = f.params.addcdiv_(&f.m, &denom);
         });
-        true
     }
 
     /// The state as named tensors: `adam.m.<var>`, `adam.v.<var>` and `adam.step`.
@@ -323,7 +399,7 @@ impl Adam {
             out.push((format!("adam.m.{name}"), self.m[i].shallow_clone()));
             out.push((format!("adam.v.{name}"), self.v[i].shallow_clone()));
         }
-        out.push(("adam.step".into(), Tensor::from_slice(&[self.step])));
+        out.push(("adam.step".into(), Tensor::from_slice(&[self.step_count()])));
         out
     }
 
@@ -384,6 +460,7 @@ impl Adam {
             }
         });
         self.step = step;
+        self.device_step = None;
         Ok(())
     }
 }
@@ -495,6 +572,62 @@ mod tests {
         // The variables the store hands out are the updated ones.
         let vars = vs.variables();
         assert!(vars["w"].equal(&w) && vars["b"].equal(&b));
+    }
+
+    /// The update decided on the device agrees with the host's: the same weights as `step`
+    /// when `ok` holds, and nothing at all (weights, moments, step count) when it does not,
+    /// even with NaN gradients; for both ε placements.
+    #[test]
+    fn step_if_skips_on_the_device_exactly_as_the_host_does() {
+        for placement in [EpsPlacement::Tf, EpsPlacement::Torch] {
+            let (vs_a, w_a) = store(7);
+            let (vs_b, w_b) = store(7);
+            let mut host = Adam::with_placement(&vs_a, AdamConfig::default(), placement);
+            let mut dev = Adam::with_placement(&vs_b, AdamConfig::default(), placement);
+            for k in 0..6 {
+                let nan = k == 0 || k == 3; // a skip before any update, and one later
+                host.zero_grad();
+                loss(&w_a, k).backward();
+                if !nan {
+                    host.step(1e-2);
+                }
+                dev.zero_grad();
+                let mut l = loss(&w_b, k);
+                if nan {
+                    l *= f64::NAN;
+                }
+                l.backward();
+                let before = w_b.detach().copy();
+                let ok = l.isfinite().logical_and(&dev.grad_sq_norm().isfinite());
+                dev.step_if(1e-2, &ok);
+                if nan {
+                    assert!(
+                        w_b.equal(&before),
+                        "{placement:?} step {k}: a skip moved weights"
+                    );
+                }
+                assert_eq!(
+                    dev.step_count(),
+                    host.step_count(),
+                    "{placement:?} step {k}"
+                );
+                let diff = (&w_a - &w_b).abs().max().double_value(&[]);
+                assert!(diff < 1e-6, "{placement:?} step {k}: max |Δw| = {diff}");
+            }
+            assert!(
+                dev.flat_grads().is_some(),
+                "the flat path was not exercised"
+            );
+            for ((k, a), (_, b)) in host.state_tensors().iter().zip(&dev.state_tensors()) {
+                let diff = (a - b).abs().max().double_value(&[]);
+                assert!(diff < 1e-6, "{placement:?} {k}: max |Δ| = {diff}");
+            }
+            // The host path picks up the device's count.
+            dev.zero_grad();
+            loss(&w_b, 9).backward();
+            dev.step(1e-2);
+            assert_eq!(dev.step_count(), 5);
+        }
     }
 
     #[test]

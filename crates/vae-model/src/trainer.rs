@@ -142,7 +142,9 @@ pub enum EpochOutcome {
     /// Stopped between steps (by the stop flag or the step limit); the state says where.
     Interrupted,
     /// `train.max_consecutive_skips` non-finite steps in a row: call
-    /// [`Trainer::rollback`] with the last good checkpoint.
+    /// [`Trainer::rollback`] with the last good checkpoint. The state's step counters name the
+    /// step that made it so; with deferred read-back (CUDA) the weights may already include up
+    /// to 31 later steps.
     Diverged,
 }
 
@@ -159,6 +161,10 @@ pub struct Trainer {
     state: TrainState,
     /// Test-only fault injection: make the loss NaN for `.1` steps from global step `.0`.
     nan_injection: Option<(u64, u64)>,
+    /// Whether a step's skip decision stays on the device and its figures are read back every
+    /// few steps (on CUDA: the host never waits for the GPU inside an epoch) or after every
+    /// step (on the CPU, where nothing waits).
+    deferred_readback: bool,
 }
 
 impl Trainer {
@@ -197,6 +203,7 @@ impl Trainer {
             adam,
             state: TrainState::default(),
             nan_injection: None,
+            deferred_readback: device.is_cuda(),
         })
     }
 
@@ -228,6 +235,13 @@ impl Trainer {
     /// Test-only switch: from global step `from`, the next `count` steps get a NaN loss (once).
     pub fn inject_nan(&mut self, from: u64, count: u64) {
         self.nan_injection = Some((from, count));
+    }
+
+    /// Chooses how step figures come back from the device (default: deferred on CUDA, per step
+    /// on the CPU). Both give the same training; the switch lets tests run the deferred path
+    /// on a CPU.
+    pub fn set_deferred_readback(&mut self, deferred: bool) {
+        self.deferred_readback = deferred;
     }
 
     /// Restores the last good checkpoint after [`EpochOutcome::Diverged`], halving the learning
@@ -298,6 +312,15 @@ impl Trainer {
         let mut skipped_here = 0;
         let steps = self.steps_per_epoch();
         let seed = self.cfg.train.seed;
+        let deferred = self.deferred_readback;
+        let mut pending = PendingSteps::default();
+        let ctx = EpochContext {
+            epoch: epochs_done + 1,
+            steps_per_epoch: steps,
+            warmup,
+            lr,
+            max_consecutive_skips: self.cfg.train.max_consecutive_skips,
+        };
         {
             let batches = Self::batches_of(&self.train, &self.cfg, self.device);
             for batch in batches
@@ -307,7 +330,14 @@ impl Trainer {
                 if stop.load(Ordering::Relaxed)
                     || max_steps.is_some_and(|m| self.state.global_step >= m)
                 {
-                    return Ok(EpochOutcome::Interrupted);
+                    return Ok(account(
+                        &mut self.state,
+                        &ctx,
+                        &mut pending,
+                        &mut skipped_here,
+                        &mut on_step,
+                    )
+                    .unwrap_or(EpochOutcome::Interrupted));
                 }
                 let rng = vae_eval::rng_guard();
                 tch::manual_seed(stream_seed(&[
@@ -329,45 +359,46 @@ impl Trainer {
                 }
                 self.adam.zero_grad();
                 loss.backward();
-                // One device-to-host transfer for the four figures of the step: on a GPU each
-                // read waits for the queue to drain.
-                let [loss, rec, kl, grad_sq] =
-                    step_figures(&[&loss, &rec, &kl, &self.adam.grad_sq_norm()]);
-                let grad_norm = grad_sq.sqrt();
-                let finite = loss.is_finite() && grad_norm.is_finite();
-                if finite {
-                    self.adam.step(lr);
-                    self.state.skipped.1 = 0;
+                let grad_sq = self.adam.grad_sq_norm();
+                let figures = stack_f64(&[&loss, &rec, &kl, &grad_sq]);
+                // A non-finite loss or gradient skips the update (SEED-SPEC has no guard).
+                let figures = if deferred {
+                    // Decided on the device, read back later: see `deferred_readback`.
+                    let ok = loss.isfinite().logical_and(&grad_sq.isfinite());
+                    self.adam.step_if(lr, &ok);
+                    figures
                 } else {
-                    // Skip the update: the weights stay as they were (SEED-SPEC has no guard).
-                    self.state.skipped.0 += 1;
-                    self.state.skipped.1 += 1;
-                    skipped_here += 1;
-                }
+                    let figures = figures.to_device(Device::Cpu);
+                    let [l, g] = [0, 3].map(|i| figures.double_value(&[i]));
+                    if l.is_finite() && g.is_finite() {
+                        self.adam.step(lr);
+                    }
+                    figures
+                };
                 self.state.step_in_epoch += 1;
                 self.state.global_step += 1;
-                if finite {
-                    let p = &mut self.state.partial;
-                    p[0] += rec;
-                    p[1] += kl;
-                    p[2] += grad_norm;
-                    p[3] += 1.0;
-                }
-                on_step(&StepReport {
-                    epoch: epochs_done + 1,
-                    step_in_epoch: self.state.step_in_epoch,
-                    steps_per_epoch: steps,
-                    rec,
-                    kl,
-                    warmup,
-                    lr,
-                    grad_norm,
-                    skipped: !finite,
-                });
-                if self.state.skipped.1 >= self.cfg.train.max_consecutive_skips {
-                    return Ok(EpochOutcome::Diverged);
+                pending.push(self.state.step_in_epoch, figures);
+                if !deferred || pending.due() {
+                    if let Some(outcome) = account(
+                        &mut self.state,
+                        &ctx,
+                        &mut pending,
+                        &mut skipped_here,
+                        &mut on_step,
+                    ) {
+                        return Ok(outcome);
+                    }
                 }
             }
+        }
+        if let Some(outcome) = account(
+            &mut self.state,
+            &ctx,
+            &mut pending,
+            &mut skipped_here,
+            &mut on_step,
+        ) {
+            return Ok(outcome);
         }
         let [rec, kl, gn, n] = self.state.partial;
         let n = n.max(1.0);
@@ -566,9 +597,67 @@ struct Meta {
 }
 
 /// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
-/// The values of 0-dim tensors as f64, read back from their device in one transfer.
-fn step_figures<const N: usize>(scalars: &[&Tensor; N]) -> [f64; N] {
-    let on_host = tch::no_grad(|| {
+/// What every step of an epoch shares, for [`account`].
+struct EpochContext {
+    epoch: usize,
+    steps_per_epoch: usize,
+    warmup: f64,
+    lr: f64,
+    max_consecutive_skips: usize,
+}
+
+/// Reads back the figures of the steps run since the last call (one transfer), counts skips and
+/// sums for the epoch report, and reports each step; `Some(Diverged)` once
+/// `train.max_consecutive_skips` steps in a row were skipped. With deferred read-back the steps
+/// after that one have already run (as skips or updates): the caller rolls back to a checkpoint
+/// anyway.
+fn account(
+    state: &mut TrainState,
+    ctx: &EpochContext,
+    pending: &mut PendingSteps,
+    skipped_here: &mut usize,
+    on_step: &mut impl FnMut(&StepReport),
+) -> Option<EpochOutcome> {
+    for (step_in_epoch, [loss, rec, kl, grad_sq]) in pending.read_back() {
+        let grad_norm = grad_sq.sqrt();
+        let finite = loss.is_finite() && grad_norm.is_finite();
+        if finite {
+            state.skipped.1 = 0;
+            let p = &mut state.partial;
+            p[0] += rec;
+            p[1] += kl;
+            p[2] += grad_norm;
+            p[3] += 1.0;
+        } else {
+            state.skipped.0 += 1;
+            state.skipped.1 += 1;
+            *skipped_here += 1;
+        }
+        on_step(&StepReport {
+            epoch: ctx.epoch,
+            step_in_epoch,
+            steps_per_epoch: ctx.steps_per_epoch,
+            rec,
+            kl,
+            warmup: ctx.warmup,
+            lr: ctx.lr,
+            grad_norm,
+            skipped: !finite,
+        });
+        if state.skipped.1 >= ctx.max_consecutive_skips {
+            // The counters name the step that diverged (the weights may hold later steps).
+            let ahead = state.step_in_epoch - step_in_epoch;
+            state.step_in_epoch = step_in_epoch;
+            state.global_step -= ahead as u64;
+            return Some(EpochOutcome::Diverged);
+        }
+    }
+    None
+}
+
+/// 0-dim tensors stacked as one f64 vector on their device.
+fn stack_f64(scalars: &[&Tensor]) -> Tensor {
+    tch::no_grad(|| {
         Tensor::stack(
             &scalars
                 .iter()
@@ -576,9 +665,51 @@ fn step_figures<const N: usize>(scalars: &[&Tensor; N]) -> [f64; N] {
                 .collect::<Vec<_>>(),
             0,
         )
-        .to_device(tch::Device::Cpu)
-    });
-    std::array::from_fn(|i| on_host.double_value(&[i as i64]))
+    })
+}
+
+/// Steps whose figures (loss, rec, kl, squared gradient norm) are still on the device.
+#[derive(Default)]
+struct PendingSteps {
+    /// `(step_in_epoch after the step, [4] f64 figures on the device or the host)`.
+    steps: Vec<(usize, Tensor)>,
+    since: Option<Instant>,
+}
+
+impl PendingSteps {
+    /// Read back after this many steps at the latest...
+    const MAX_STEPS: usize = 32;
+    /// ... or this long after the first one, so that progress stays live.
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn push(&mut self, step_in_epoch: usize, figures: Tensor) {
+        self.since.get_or_insert_with(Instant::now);
+        self.steps.push((step_in_epoch, figures));
+    }
+
+    fn due(&self) -> bool {
+        self.steps.len() >= Self::MAX_STEPS
+            || self.since.is_some_and(|t| t.elapsed() >= Self::MAX_WAIT)
+    }
+
+    /// Every pending step's figures, in order, in one transfer.
+    fn read_back(&mut self) -> Vec<(usize, [f64; 4])> {
+        self.since = None;
+        let steps = std::mem::take(&mut self.steps);
+        if steps.is_empty() {
+            return Vec::new();
+        }
+        let all = tch::no_grad(|| {
+            Tensor::stack(&steps.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0)
+                .to_device(Device::Cpu)
+        });
+        let values = Vec::<f64>::try_from(all.reshape([-1])).expect("f64 figures");
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (at, _))| (*at, std::array::from_fn(|j| values[4 * i + j])))
+            .collect()
+    }
 }
 
 fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {

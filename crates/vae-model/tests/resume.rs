@@ -240,3 +240,75 @@ fn a_refused_checkpoint_changes_nothing() {
     // The good one still loads.
     t.load_checkpoint(&good).unwrap();
 }
+
+/// Every step's report, the outcome, and the trainer's counters for one `run_epoch` call.
+fn run_recorded(
+    t: &mut Trainer,
+    max: Option<u64>,
+) -> (Vec<vae_model::StepReport>, &'static str, (u64, u64), u64) {
+    let mut out = Vec::new();
+    let stop = AtomicBool::new(false);
+    let outcome = match t.run_epoch(&stop, max, |s| out.push(*s)).unwrap() {
+        EpochOutcome::Completed(_) => "completed",
+        EpochOutcome::Interrupted => "interrupted",
+        EpochOutcome::Diverged => "diverged",
+    };
+    let s = t.state();
+    (
+        out,
+        outcome,
+        (s.skipped.0, s.skipped.1 as u64),
+        s.global_step,
+    )
+}
+
+/// The CUDA default (skip decided on the device, figures read back every few steps) trains as
+/// the per-step path does: same reports, skips, outcomes and weights, through NaN steps, a
+/// step limit and a divergence. Run here on the CPU.
+#[test]
+fn deferred_readback_trains_as_the_per_step_path() {
+    tch::set_num_threads(1);
+    let mut diverging = cfg();
+    diverging.train.max_consecutive_skips = 2;
+    // (config, NaN injection (from, count), step limit)
+    for (c, nan, max) in [
+        (cfg(), (2, 2), None),
+        (cfg(), (1, 1), Some(4)),
+        (diverging, (1, 5), None),
+    ] {
+        let mut runs = Vec::new();
+        for deferred in [false, true] {
+            let mut t = Trainer::new(c.clone(), data(), Device::Cpu).unwrap();
+            t.set_deferred_readback(deferred);
+            t.inject_nan(nan.0, nan.1);
+            let rec = run_recorded(&mut t, max);
+            runs.push((rec, weights(&t), t.adam_state()));
+        }
+        let (((a, oa, sa, ga), wa, adam_a), ((b, ob, sb, gb), wb, adam_b)) = (&runs[0], &runs[1]);
+        let case = format!("nan {nan:?}, limit {max:?}");
+        assert_eq!((oa, sa, ga), (ob, sb, gb), "{case}");
+        assert!(sa.0 >= 1, "{case}: no step was skipped");
+        assert_eq!(a.len(), b.len(), "{case}: steps reported");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(
+                (x.step_in_epoch, x.skipped),
+                (y.step_in_epoch, y.skipped),
+                "{case}"
+            );
+            if !x.skipped {
+                let close = |p: f64, q: f64| (p - q).abs() <= 1e-5 * p.abs().max(1.0);
+                assert!(
+                    close(x.rec, y.rec) && close(x.kl, y.kl) && close(x.grad_norm, y.grad_norm),
+                    "{case}: step {} {x:?} vs {y:?}",
+                    x.step_in_epoch
+                );
+            }
+        }
+        if *oa != "diverged" {
+            for ((name, p), (_, q)) in wa.iter().zip(wb).chain(adam_a.iter().zip(adam_b)) {
+                let diff = (p - q).abs().max().double_value(&[]);
+                assert!(diff < 1e-5, "{case}: {name} differs by {diff}");
+            }
+        }
+    }
+}
