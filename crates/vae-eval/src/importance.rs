@@ -311,7 +311,7 @@ struct Pending {
     chunks: Vec<(usize, usize, Tensor)>,
     /// Values held.
     values: usize,
-    /// When the last read-back happened (for the progress callback's pace).
+    /// When the first chunk now held was pushed (read back within MAX_WAIT of it).
     since: Option<std::time::Instant>,
     /// Read back once this many values are held.
     max_values: usize,

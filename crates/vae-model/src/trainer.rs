@@ -596,7 +596,6 @@ struct Meta {
     checksum: Option<u64>,
 }
 
-/// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
 /// What every step of an epoch shares, for [`account`].
 struct EpochContext {
     epoch: usize,
@@ -673,6 +672,7 @@ fn stack_f64(scalars: &[&Tensor]) -> Tensor {
 struct PendingSteps {
     /// `(step_in_epoch after the step, [4] f64 figures on the device or the host)`.
     steps: Vec<(usize, Tensor)>,
+    /// When the first step now held was pushed.
     since: Option<Instant>,
 }
 
@@ -712,6 +712,7 @@ impl PendingSteps {
     }
 }
 
+/// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
 fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for (name, t) in tensors {
