@@ -309,17 +309,17 @@ impl Trainer {
         let epochs_done = self.state.epochs_done;
         let warmup = schedule::warmup(&self.cfg.train, epochs_done);
         let lr = schedule::learning_rate(&self.cfg.train, epochs_done) * self.state.lr_scale;
-        let mut skipped_here = 0;
         let steps = self.steps_per_epoch();
         let seed = self.cfg.train.seed;
         let deferred = self.deferred_readback;
-        let mut pending = PendingSteps::default();
-        let ctx = EpochContext {
+        let mut ledger = StepLedger {
             epoch: epochs_done + 1,
             steps_per_epoch: steps,
             warmup,
             lr,
             max_consecutive_skips: self.cfg.train.max_consecutive_skips,
+            pending: PendingSteps::default(),
+            skipped: 0,
         };
         {
             let batches = Self::batches_of(&self.train, &self.cfg, self.device);
@@ -330,14 +330,9 @@ impl Trainer {
                 if stop.load(Ordering::Relaxed)
                     || max_steps.is_some_and(|m| self.state.global_step >= m)
                 {
-                    return Ok(account(
-                        &mut self.state,
-                        &ctx,
-                        &mut pending,
-                        &mut skipped_here,
-                        &mut on_step,
-                    )
-                    .unwrap_or(EpochOutcome::Interrupted));
+                    return Ok(ledger
+                        .settle(&mut self.state, &mut on_step)
+                        .unwrap_or(EpochOutcome::Interrupted));
                 }
                 let rng = vae_eval::rng_guard();
                 tch::manual_seed(stream_seed(&[
@@ -377,27 +372,17 @@ impl Trainer {
                 };
                 self.state.step_in_epoch += 1;
                 self.state.global_step += 1;
-                pending.push(self.state.step_in_epoch, figures);
-                if !deferred || pending.due() {
-                    if let Some(outcome) = account(
-                        &mut self.state,
-                        &ctx,
-                        &mut pending,
-                        &mut skipped_here,
-                        &mut on_step,
-                    ) {
-                        return Ok(outcome);
-                    }
+                ledger.pending.push(self.state.step_in_epoch, figures);
+                let due = !deferred || ledger.pending.due();
+                if let Some(outcome) = due
+                    .then(|| ledger.settle(&mut self.state, &mut on_step))
+                    .flatten()
+                {
+                    return Ok(outcome);
                 }
             }
         }
-        if let Some(outcome) = account(
-            &mut self.state,
-            &ctx,
-            &mut pending,
-            &mut skipped_here,
-            &mut on_step,
-        ) {
+        if let Some(outcome) = ledger.settle(&mut self.state, &mut on_step) {
             return Ok(outcome);
         }
         let [rec, kl, gn, n] = self.state.partial;
@@ -426,7 +411,7 @@ impl Trainer {
             validation,
             improved,
             seconds: start.elapsed().as_secs_f64(),
-            skipped: skipped_here,
+            skipped: ledger.skipped,
         })))
     }
 
@@ -596,62 +581,65 @@ struct Meta {
     checksum: Option<u64>,
 }
 
-/// What every step of an epoch shares, for [`account`].
-struct EpochContext {
+/// The steps of one `run_epoch` call whose figures have not been accounted for yet, and what
+/// their reports share.
+struct StepLedger {
     epoch: usize,
     steps_per_epoch: usize,
     warmup: f64,
     lr: f64,
     max_consecutive_skips: usize,
+    pending: PendingSteps,
+    /// Steps of this call skipped so far.
+    skipped: usize,
 }
 
-/// Reads back the figures of the steps run since the last call (one transfer), counts skips and
-/// sums for the epoch report, and reports each step; `Some(Diverged)` once
-/// `train.max_consecutive_skips` steps in a row were skipped. With deferred read-back the steps
-/// after that one have already run (as skips or updates): the caller rolls back to a checkpoint
-/// anyway.
-fn account(
-    state: &mut TrainState,
-    ctx: &EpochContext,
-    pending: &mut PendingSteps,
-    skipped_here: &mut usize,
-    on_step: &mut impl FnMut(&StepReport),
-) -> Option<EpochOutcome> {
-    for (step_in_epoch, [loss, rec, kl, grad_sq]) in pending.read_back() {
-        let grad_norm = grad_sq.sqrt();
-        let finite = loss.is_finite() && grad_norm.is_finite();
-        if finite {
-            state.skipped.1 = 0;
-            let p = &mut state.partial;
-            p[0] += rec;
-            p[1] += kl;
-            p[2] += grad_norm;
-            p[3] += 1.0;
-        } else {
-            state.skipped.0 += 1;
-            state.skipped.1 += 1;
-            *skipped_here += 1;
+impl StepLedger {
+    /// Reads back the pending steps' figures (one transfer), counts skips and sums for the
+    /// epoch report, and reports each step; `Some(Diverged)` once `train.max_consecutive_skips`
+    /// steps in a row were skipped. With deferred read-back the steps after that one have
+    /// already run (as skips or updates): the caller rolls back to a checkpoint anyway.
+    fn settle(
+        &mut self,
+        state: &mut TrainState,
+        on_step: &mut impl FnMut(&StepReport),
+    ) -> Option<EpochOutcome> {
+        for (step_in_epoch, [loss, rec, kl, grad_sq]) in self.pending.read_back() {
+            let grad_norm = grad_sq.sqrt();
+            let finite = loss.is_finite() && grad_norm.is_finite();
+            if finite {
+                state.skipped.1 = 0;
+                let p = &mut state.partial;
+                p[0] += rec;
+                p[1] += kl;
+                p[2] += grad_norm;
+                p[3] += 1.0;
+            } else {
+                state.skipped.0 += 1;
+                state.skipped.1 += 1;
+                self.skipped += 1;
+            }
+            on_step(&StepReport {
+                epoch: self.epoch,
+                step_in_epoch,
+                steps_per_epoch: self.steps_per_epoch,
+                rec,
+                kl,
+                warmup: self.warmup,
+                lr: self.lr,
+                grad_norm,
+                skipped: !finite,
+            });
+            if state.skipped.1 >= self.max_consecutive_skips {
+                // The counters name the step that diverged (the weights may hold later steps).
+                let ahead = state.step_in_epoch - step_in_epoch;
+                state.step_in_epoch = step_in_epoch;
+                state.global_step -= ahead as u64;
+                return Some(EpochOutcome::Diverged);
+            }
         }
-        on_step(&StepReport {
-            epoch: ctx.epoch,
-            step_in_epoch,
-            steps_per_epoch: ctx.steps_per_epoch,
-            rec,
-            kl,
-            warmup: ctx.warmup,
-            lr: ctx.lr,
-            grad_norm,
-            skipped: !finite,
-        });
-        if state.skipped.1 >= ctx.max_consecutive_skips {
-            // The counters name the step that diverged (the weights may hold later steps).
-            let ahead = state.step_in_epoch - step_in_epoch;
-            state.step_in_epoch = step_in_epoch;
-            state.global_step -= ahead as u64;
-            return Some(EpochOutcome::Diverged);
-        }
+        None
     }
-    None
 }
 
 /// 0-dim tensors stacked as one f64 vector on their device.
