@@ -471,6 +471,9 @@ mod tests {
     use tch::nn::OptimizerConfig;
 
     fn store(seed: i64) -> (nn::VarStore, Tensor) {
+        // Tests run on parallel threads and tch has one generator: hold the lock from the seed
+        // to the draw, or two stores made with one seed can differ.
+        let _rng = vae_eval::rng_guard();
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let w = vs.root().randn("w", &[4, 3], 0.0, 1.0);
@@ -527,10 +530,12 @@ mod tests {
 
     #[test]
     fn flat_buffers_are_used_and_agree_with_one_variable_at_a_time() {
+        let rng = vae_eval::rng_guard();
         tch::manual_seed(5);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let w = vs.root().randn("w", &[4, 3], 0.0, 1.0);
         let b = vs.root().randn("b", &[3], 0.0, 1.0);
+        drop(rng);
         let (w2, b2) = (w.detach().copy(), b.detach().copy());
         let mut adam = Adam::new(&vs, AdamConfig::default());
         // The reference: the per-variable update on plain tensors.
