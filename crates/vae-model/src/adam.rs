@@ -57,6 +57,31 @@ struct Flat {
     spans: Vec<(i64, i64)>,
 }
 
+/// Views into the flat buffer `buf`, one per tensor of `like`, at its span and in its shape.
+fn views(buf: &Tensor, like: &[Tensor], spans: &[(i64, i64)]) -> Vec<Tensor> {
+    like.iter()
+        .zip(spans)
+        .map(|(t, &(off, n))| buf.narrow(0, off, n).view(t.size().as_slice()))
+        .collect()
+}
+
+/// Concatenates `tensors` into one new flat buffer and makes each of them a view into it, at
+/// `spans`, with the same values; returns the buffer. The copy runs under `no_grad`, so the
+/// buffer carries no autograd history.
+fn rebind_as_views(tensors: &mut [Tensor], spans: &[(i64, i64)]) -> Tensor {
+    let flat = tch::no_grad(|| {
+        Tensor::cat(
+            &tensors.iter().map(|t| t.reshape([-1])).collect::<Vec<_>>(),
+            0,
+        )
+    });
+    let views = views(&flat, tensors, spans);
+    for (t, view) in tensors.iter_mut().zip(views) {
+        t.set_data(&view);
+    }
+    flat
+}
+
 impl Flat {
     /// Makes every parameter a view into one new flat tensor, with the same values.
     fn bind(params: &mut [Tensor]) -> Option<Flat> {
@@ -75,19 +100,7 @@ impl Flat {
             spans.push((total, n));
             total += n;
         }
-        let flat = tch::no_grad(|| {
-            Tensor::cat(
-                &params
-                    .iter()
-                    .map(|p| p.detach().reshape([-1]))
-                    .collect::<Vec<_>>(),
-                0,
-            )
-        });
-        for (p, &(off, n)) in params.iter_mut().zip(&spans) {
-            let view = flat.narrow(0, off, n).view(p.size().as_slice());
-            p.set_data(&view);
-        }
+        let flat = rebind_as_views(params, &spans);
         Some(Flat {
             m: flat.zeros_like(),
             v: flat.zeros_like(),
@@ -112,22 +125,14 @@ impl Flat {
 
     /// Moves every (defined) gradient into one flat buffer, as views; `None` if one is missing.
     fn bind_grads(&mut self, params: &[Tensor]) -> Option<()> {
-        let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
+        let mut grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
         if grads
             .iter()
             .any(|g| !g.defined() || g.kind() != self.params.kind())
         {
             return None;
         }
-        let flat = tch::no_grad(|| {
-            Tensor::cat(
-                &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
-                0,
-            )
-        });
-        for (mut g, (p, &(off, n))) in grads.into_iter().zip(params.iter().zip(&self.spans)) {
-            g.set_data(&flat.narrow(0, off, n).view(p.size().as_slice()));
-        }
+        let flat = rebind_as_views(&mut grads, &self.spans);
         self.grads = Some(flat);
         Some(())
     }
@@ -151,16 +156,10 @@ impl Adam {
         let flat = Flat::bind(&mut params);
         let (m, v) = match &flat {
             // The moments are views into the flat moment buffers.
-            Some(f) => {
-                let views = |buf: &Tensor| -> Vec<Tensor> {
-                    params
-                        .iter()
-                        .zip(&f.spans)
-                        .map(|(p, &(off, n))| buf.narrow(0, off, n).view(p.size().as_slice()))
-                        .collect()
-                };
-                (views(&f.m), views(&f.v))
-            }
+            Some(f) => (
+                views(&f.m, &params, &f.spans),
+                views(&f.v, &params, &f.spans),
+            ),
             None => (
                 params.iter().map(Tensor::zeros_like).collect(),
                 params.iter().map(Tensor::zeros_like).collect(),
