@@ -14,8 +14,8 @@ pub struct Cli {
     pub command: Command,
     /// CUDA only: let cuDNN time its convolution algorithms on the first batch of each shape
     /// and keep the fastest (`on`), or take its heuristic choice (`off`, PyTorch's default;
-    /// on an H100 `on` gained nothing per training step and made IS and AIS up to 3x slower,
-    /// BENCHMARKS.md). CPU runs are unaffected
+    /// on an H100 `on` gained nothing per training step and made ResNet IS 1.4x and AIS 1.7x
+    /// slower, BENCHMARKS.md). CPU runs are unaffected
     #[arg(long, global = true, value_enum, default_value = "off")]
     pub cudnn_benchmark: Switch,
 }
