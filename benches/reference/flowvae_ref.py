@@ -853,8 +853,9 @@ def bench_train(args, vae, cfg, device):
 
 def profile_steps(one_step, n, device, steps=3):
     """Where the time of a few more training steps goes (torch.profiler): kernels launched and
-    device time per step against wall time, and the kernels that take most of it. Tells a
-    launch-bound step (device time well under wall time) from an arithmetic-bound one."""
+    device time per step, and the kernels that take most of it. Compare the device time with the
+    step's unprofiled median (the profiler itself inflates `wall_ms_per_step` many times over):
+    device time well under it means a launch-bound step, close to it an arithmetic-bound one."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU]

@@ -30,8 +30,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: args::Cli) -> anyhow::Result<()> {
-    // A flag in libtorch's global context, read when a convolution first runs on CUDA (cargo
-    // xtask bench --gpu-kit measures both settings).
+    // A flag in libtorch's global context, read when a convolution first runs on CUDA
+    // (measured both ways on an H100: BENCHMARKS.md).
     tch::Cuda::cudnn_set_benchmark(cli.cudnn_benchmark == args::Switch::On);
     match cli.command {
         args::Command::Data(cmd) => data_cmd::run(cmd),
