@@ -359,13 +359,14 @@ impl Trainer {
                 // A non-finite loss or gradient skips the update (SEED-SPEC has no guard).
                 let figures = if deferred {
                     // Decided on the device, read back later: see `deferred_readback`.
+                    // The rule of `update_allowed`, on the device.
                     let ok = loss.isfinite().logical_and(&grad_sq.isfinite());
                     self.adam.step_if(lr, &ok);
                     figures
                 } else {
                     let figures = figures.to_device(Device::Cpu);
                     let [l, g] = [0, 3].map(|i| figures.double_value(&[i]));
-                    if l.is_finite() && g.is_finite() {
+                    if update_allowed(l, g) {
                         self.adam.step(lr);
                     }
                     figures
@@ -606,7 +607,7 @@ impl StepLedger {
     ) -> Option<EpochOutcome> {
         for (step_in_epoch, [loss, rec, kl, grad_sq]) in self.pending.read_back() {
             let grad_norm = grad_sq.sqrt();
-            let finite = loss.is_finite() && grad_norm.is_finite();
+            let finite = update_allowed(loss, grad_sq);
             if finite {
                 state.skipped.1 = 0;
                 let p = &mut state.partial;
@@ -640,6 +641,12 @@ impl StepLedger {
         }
         None
     }
+}
+
+/// Whether a step with this loss and squared gradient norm updates the weights: both finite
+/// (SEED-SPEC has no guard). The deferred path applies the same rule on the device.
+fn update_allowed(loss: f64, grad_sq: f64) -> bool {
+    loss.is_finite() && grad_sq.is_finite()
 }
 
 /// 0-dim tensors stacked as one f64 vector on their device.
