@@ -705,24 +705,15 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
             s += &format!("{note}.\n\n");
         }
         s += &render_run(&g["bench"]);
-        // Earlier runs on other machines of the same kind (`earlier_runs`: [{label, bench}];
-        // `earlier_run`: one unlabeled run, in older files).
-        let mut earlier: Vec<(String, &Value)> = g["earlier_runs"]
+        // Earlier runs on other machines of the same kind, as `earlier_runs`: [{label, bench}].
+        let earlier: Vec<(&str, &Value)> = g["earlier_runs"]
             .as_array()
             .map(|v| {
                 v.iter()
-                    .map(|r| {
-                        (
-                            r["label"].as_str().unwrap_or("earlier run").into(),
-                            &r["bench"],
-                        )
-                    })
+                    .map(|r| (r["label"].as_str().unwrap_or("earlier run"), &r["bench"]))
                     .collect()
             })
             .unwrap_or_default();
-        if g["earlier_run"].is_object() {
-            earlier.push(("the earlier run".into(), &g["earlier_run"]));
-        }
         for (label, run) in earlier {
             let Some(rows) = run["rows"].as_array() else {
                 continue;
