@@ -592,7 +592,12 @@ mod tests {
             passes: IsPasses::Batched,
         };
         let mut calls = Vec::new();
-        let each = tch::no_grad(|| super::run(&model, &x, &cfg, &mut |d, t| calls.push((d, t)), 1));
+        // `run` does not take the generator's lock (its public caller does): without it, a test
+        // running beside this one can draw between a chunk's seed and its noise.
+        let each = {
+            let _rng = crate::rng_guard();
+            tch::no_grad(|| super::run(&model, &x, &cfg, &mut |d, t| calls.push((d, t)), 1))
+        };
         let each = each.unwrap();
         assert_eq!(calls, [(80, 280), (160, 280), (240, 280), (280, 280)]);
         let once = importance_sampling(&model, &x, &cfg, &mut |_, _| {}).unwrap();
