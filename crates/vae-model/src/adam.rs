@@ -222,9 +222,15 @@ impl Adam {
     /// Squared global L2 norm of the current gradients, as a 0-dim f64 tensor on their device:
     /// computed without waiting for the device, so that a caller can read it back together
     /// with other values in one transfer.
+    ///
+    /// Each norm is libtorch's one-pass f32 reduction, squared in f64: summing the squares in
+    /// f64 took a cast, a temporary and two more passes over every gradient (1.9 ms against
+    /// 0.3 ms for 2.7 M parameters on 2 cores, a thirtieth of the CPU default's step). A
+    /// gradient whose f32 sum of squares overflows (norm > 1.8e19) counts as non-finite.
     pub fn grad_sq_norm(&self) -> Tensor {
+        let sq = |g: &Tensor| g.norm().to_kind(Kind::Double).square();
         if let Some(g) = self.flat_grads() {
-            return tch::no_grad(|| g.square().sum(Kind::Double));
+            return tch::no_grad(|| sq(g));
         }
         tch::no_grad(|| {
             let parts: Vec<Tensor> = self
@@ -232,7 +238,7 @@ impl Adam {
                 .iter()
                 .map(|p| p.grad())
                 .filter(|g| g.defined())
-                .map(|g| g.square().sum(Kind::Double))
+                .map(|g| sq(&g))
                 .collect();
             match parts.is_empty() {
                 true => Tensor::zeros([], (Kind::Double, self.device())),
