@@ -47,7 +47,9 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
 /// - `OMP_WAIT_POLICY=passive`: libtorch's OpenMP (libgomp) workers spin between parallel
 ///   regions by default; as soon as anything else wants the cores (the data loader's threads,
 ///   another process) a spinning worker holds a core that a working one needs, and a training
-///   step took 3 to 10 times longer on a loaded 2-core machine (cargo xtask bench).
+///   step took 3 to 10 times longer on a loaded 2-core machine (cargo xtask bench). On an idle
+///   machine spinning is faster (`active`: 1.5x on the CPU default's step), so a user's own
+///   value wins; the README's "CPU threads" table has the figures.
 /// - `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`: jemalloc (the global allocator, see
 ///   Cargo.toml) otherwise hands freed pages back to the kernel within seconds, and every step
 ///   page-faults its activations back in: the original MLP config's CPU step went from 1.85 s to
