@@ -41,6 +41,8 @@ pub struct Options {
     pub threads: Option<usize>,
     /// Only the rows whose key contains one of these.
     pub only: Vec<String>,
+    /// Rounds per phase, the two implementations alternating [default: 2 quick, 3 full].
+    pub rounds: Option<usize>,
     /// Build the GPU kit instead of benchmarking.
     pub gpu_kit: bool,
     /// Rewrite BENCHMARKS.md and .json from the CPU results in BENCHMARKS.json and
@@ -160,9 +162,10 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     let matmul_size = if cuda { "8192" } else { "2048" };
     let mm = &["--matmul-size", matmul_size][..];
     let matmul = json!({
-        "flowvae": runner.flowvae(&work, "matmul", "configs/smoke.json", mm),
-        "pytorch": runner.pytorch(&work, "matmul", &work, mm),
+        "flowvae": runner.flowvae(&work, "matmul", None, "configs/smoke.json", mm),
+        "pytorch": runner.pytorch(&work, "matmul", None, &work, mm),
     });
+    let rounds = opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }).max(1);
     let mut out_rows = Vec::new();
     for row in rows(opts.quick, cuda) {
         if !opts.only.is_empty() && !opts.only.iter().any(|o| row.key.contains(o.as_str())) {
@@ -179,6 +182,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         let export = runner.flowvae(
             &dir,
             "export",
+            None,
             row.config,
             &[
                 &train_args[..],
@@ -214,21 +218,30 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
                 ],
             ),
         ] {
-            let mut ours = runner.flowvae(
-                &dir,
-                phase,
-                row.config,
-                &[&args[..], &["--checkpoint", &ck]].concat(),
-            );
-            // The reference uses the same IS chunks as flowvae.
+            let ours_args = [&args[..], &["--checkpoint", &ck]].concat();
+            let tag = |round: usize| (rounds > 1).then_some(round);
+            // Rounds alternate which implementation runs first, so that a change in the
+            // machine's load during the phase weighs on both sides alike. flowvae runs first
+            // in round 1: the reference uses the same IS chunks, which flowvae sizes.
+            let mut ours = vec![runner.flowvae(&dir, phase, tag(1), row.config, &ours_args)];
             let mut ref_args: Vec<&str> = args.clone();
-            let rows_s;
+            let rows_s = ours[0]["max_rows"].as_u64().unwrap_or(20_000).to_string();
             if phase == "is" {
-                rows_s = ours["max_rows"].as_u64().unwrap_or(20_000).to_string();
                 ref_args.extend(["--max-rows", rows_s.as_str()]);
             }
-            let theirs = runner.pytorch(&dir, phase, &dir, &ref_args);
-            ours["ratio"] = ratio(&ours, &theirs, phase).into();
+            let mut theirs = vec![runner.pytorch(&dir, phase, tag(1), &dir, &ref_args)];
+            for round in 2..=rounds {
+                let run_ours = || runner.flowvae(&dir, phase, tag(round), row.config, &ours_args);
+                let run_theirs = || runner.pytorch(&dir, phase, tag(round), &dir, &ref_args);
+                if round % 2 == 1 {
+                    ours.push(run_ours());
+                    theirs.push(run_theirs());
+                } else {
+                    theirs.push(run_theirs());
+                    ours.push(run_ours());
+                }
+            }
+            let (ours, theirs) = combine_rounds(phase, ours, theirs);
             phases.insert(phase.into(), json!({"flowvae": ours, "pytorch": theirs}));
         }
         let mut r = json!({"key": row.key, "title": row.title, "config": row.config,
@@ -297,8 +310,17 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn flowvae(&self, dir: &Path, phase: &str, config: &str, args: &[&str]) -> Value {
-        let out = dir.join(format!("flowvae-{phase}.json"));
+    /// `vae bench --phase P`; `round` names its files `flowvae-P-rN`.
+    fn flowvae(
+        &self,
+        dir: &Path,
+        phase: &str,
+        round: Option<usize>,
+        config: &str,
+        args: &[&str],
+    ) -> Value {
+        let name = run_name("flowvae", phase, round);
+        let out = dir.join(format!("{name}.json"));
         let mut cmd = Command::new(self.vae);
         cmd.args(["bench", "--phase", phase, "--config", config])
             .args(["--device", self.device])
@@ -307,11 +329,20 @@ impl Runner<'_> {
             .arg("--out")
             .arg(&out)
             .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
-        self.run(cmd, dir, &format!("flowvae-{phase}"), &out)
+        self.run(cmd, dir, &name, &out)
     }
 
-    fn pytorch(&self, dir: &Path, phase: &str, workdir: &Path, args: &[&str]) -> Value {
-        let out = dir.join(format!("pytorch-{phase}.json"));
+    /// `flowvae_ref.py bench --phase P`; `round` names its files `pytorch-P-rN`.
+    fn pytorch(
+        &self,
+        dir: &Path,
+        phase: &str,
+        round: Option<usize>,
+        workdir: &Path,
+        args: &[&str],
+    ) -> Value {
+        let name = run_name("pytorch", phase, round);
+        let out = dir.join(format!("{name}.json"));
         let python = std::env::var_os("FLOWVAE_PYTHON").unwrap_or_else(|| "python3".into());
         let mut cmd = Command::new(python);
         cmd.arg(self.root.join("benches/reference/flowvae_ref.py"))
@@ -325,7 +356,7 @@ impl Runner<'_> {
             .arg(&out)
             .env("PYTHONPATH", self.torch)
             .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
-        self.run(cmd, dir, &format!("pytorch-{phase}"), &out)
+        self.run(cmd, dir, &name, &out)
     }
 
     /// Runs `cmd`, its output to `<dir>/<name>.log`; the JSON it wrote, or `{"error": ...}`.
@@ -375,8 +406,62 @@ fn figure(v: &Value, phase: &str) -> Option<f64> {
     v.get(key)?.as_f64()
 }
 
-fn ratio(ours: &Value, theirs: &Value, phase: &str) -> Option<f64> {
-    Some(figure(ours, phase)? / figure(theirs, phase)?)
+fn run_name(side: &str, phase: &str, round: Option<usize>) -> String {
+    match round {
+        Some(r) => format!("{side}-{phase}-r{r}"),
+        None => format!("{side}-{phase}"),
+    }
+}
+
+/// The median of `v` (the lower one of an even count), or `None` when empty.
+fn lower_median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len().saturating_sub(1) / 2).copied()
+}
+
+/// The median of `v` (the mean of the middle two of an even count), or `None` when empty.
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some(0.5 * (s[n / 2 - 1] + s[n / 2])),
+    }
+}
+
+/// One phase's rounds → one result per implementation: the round with the median figure (its
+/// memory and other fields come with it; the lower one of an even count), plus
+/// `figure_rounds`; flowvae's also gets `ratio`, the median of the rounds' ratios (each round's flowvae figure over the same round's
+/// PyTorch figure), and `ratio_rounds`. A failed round is left out; when every round failed,
+/// the first round's error stands.
+fn combine_rounds(phase: &str, ours: Vec<Value>, theirs: Vec<Value>) -> (Value, Value) {
+    let pick = |runs: &[Value]| -> (Value, Vec<f64>) {
+        let figures: Vec<f64> = runs.iter().filter_map(|v| figure(v, phase)).collect();
+        let chosen = lower_median(&figures)
+            .and_then(|m| runs.iter().find(|v| figure(v, phase) == Some(m)))
+            .or(runs.first())
+            .cloned()
+            .unwrap_or(Value::Null);
+        (chosen, figures)
+    };
+    let ratios: Vec<f64> = ours
+        .iter()
+        .zip(&theirs)
+        .filter_map(|(o, t)| Some(figure(o, phase)? / figure(t, phase)?))
+        .collect();
+    let ((mut o, of), (mut t, tf)) = (pick(&ours), pick(&theirs));
+    if o.is_object() {
+        o["figure_rounds"] = of.into();
+        o["ratio"] = median(&ratios).into();
+        o["ratio_rounds"] = ratios.into();
+    }
+    if t.is_object() {
+        t["figure_rounds"] = tf.into();
+    }
+    (o, t)
 }
 
 /// Installs a full, importable torch 2.11.0 into `<cache>/torch-python` (once).
@@ -535,6 +620,21 @@ fn verdict(r: Option<f64>, target: f64) -> String {
     }
 }
 
+/// The ratio with its verdict and, when several rounds measured it, their range.
+fn ratio_cell(o: &Value, target: f64) -> String {
+    let mut cell = verdict(o["ratio"].as_f64(), target);
+    let rounds: Vec<f64> = o["ratio_rounds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    if rounds.len() > 1 {
+        let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        cell += &format!(" [{lo:.2}–{hi:.2}]");
+    }
+    cell
+}
+
 /// The Markdown tables of one run (CPU or GPU).
 pub fn render_run(run: &Value) -> String {
     let mut s = String::new();
@@ -584,7 +684,7 @@ pub fn render_run(run: &Value) -> String {
                 .unwrap_or(0),
             ms(o["median_ms"].as_f64()),
             ms(t["median_ms"].as_f64()),
-            verdict(o["ratio"].as_f64(), target),
+            ratio_cell(o, target),
             match (g(o), peak) {
                 (Some(x), Some(p)) => format!("{x:.1} ({:.0} %)", 100.0 * x / p),
                 _ => "–".into(),
@@ -623,7 +723,7 @@ pub fn render_run(run: &Value) -> String {
             o["max_rows"],
             ms(o["ms_per_image"].as_f64()),
             ms(t["ms_per_image"].as_f64()),
-            verdict(o["ratio"].as_f64(), target),
+            ratio_cell(o, target),
             mem(o),
             mem(t),
         );
@@ -641,7 +741,7 @@ pub fn render_run(run: &Value) -> String {
             o["anneal_steps"],
             ms(o["ms_per_image_per_100_steps"].as_f64()),
             ms(t["ms_per_image_per_100_steps"].as_f64()),
-            verdict(o["ratio"].as_f64(), target),
+            ratio_cell(o, target),
             verdict(o["overhead_ratio"].as_f64(), 1.2),
             t["overhead_ratio"]
                 .as_f64()
@@ -690,7 +790,12 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
          same shape). The reference computes the same ELBO as flowvae to 1e-4 nats \
          (`tests/bench_reference.rs`).\n\n\
          Times are medians over up to 5 timed repeats of several steps each (training: each \
-         repeat's time per step) or one timed run after an untimed warm-up (IS, AIS). GFLOP/s \
+         repeat's time per step) or one timed run after an untimed warm-up (IS, AIS). \
+         `cargo xtask bench` runs each phase in rounds (3, or 2 with `--quick`; one process per \
+         implementation per round; `scripts/gpu-check.sh` runs one), flowvae first in odd rounds and PyTorch first in even ones; a table shows the \
+         median round's figures, and the ratio is the median of the rounds' ratios, with their \
+         range in brackets: this 2-core machine is shared, and a ratio from one pair of \
+         processes moved by ±20 % between runs. GFLOP/s \
          counts 3 × 2 × the multiply-adds of the matrix products and convolutions of a forward \
          pass (`crates/vae-cli/src/cost.rs`). Peak memory is the process's peak RSS (VmHWM), \
          and on CUDA the GPU memory that nvidia-smi shows for it (the caching allocator's \
@@ -832,6 +937,47 @@ mod tests {
         assert!(md.contains("**1.20** ✗ (≤ 0.85) | **1.10** ✓"), "{md}");
         assert!(md.contains("- cpu-default is flowvae: boom"), "{md}");
         assert!(md.contains("1.00 / –"), "{md}");
+    }
+
+    /// The ratio pairs each round's two figures, the shown figures are the median round's,
+    /// and a failed round is left out.
+    #[test]
+    fn rounds_give_the_median_of_paired_ratios() {
+        let t = |ms: f64, rss: u64| json!({"median_ms": ms, "peak_rss_bytes": rss});
+        let ours = vec![
+            t(10.0, 1),
+            json!({"error": "killed"}),
+            t(30.0, 3),
+            t(12.0, 2),
+        ];
+        let theirs = vec![t(20.0, 1), t(21.0, 2), t(30.0, 3), t(10.0, 4)];
+        let (o, p) = combine_rounds("train", ours.clone(), theirs.clone());
+        // Ratios of rounds 1, 3, 4: 0.5, 1.0, 1.2; median 1.0.
+        assert_eq!(o["ratio_rounds"], json!([0.5, 1.0, 1.2]));
+        assert_eq!(o["ratio"], json!(1.0));
+        // Two rounds: the mean of the two ratios, not the smaller one.
+        let (o2, _) = combine_rounds("train", ours[2..].to_vec(), theirs[2..].to_vec());
+        assert_eq!(o2["ratio"], json!(1.1));
+        assert_eq!(
+            (o["median_ms"].clone(), o["peak_rss_bytes"].clone()),
+            (json!(12.0), json!(2))
+        );
+        assert_eq!(o["figure_rounds"], json!([10.0, 30.0, 12.0]));
+        // PyTorch: figures 10, 20, 21, 30: the lower median is 20 (round 1).
+        assert_eq!(p["median_ms"], json!(20.0));
+        assert_eq!(p["peak_rss_bytes"], json!(1));
+        let (o, _) = combine_rounds("is", vec![json!({"error": "a"})], vec![json!({})]);
+        assert_eq!(o["error"], json!("a"));
+        assert_eq!(o["ratio"], Value::Null);
+        let cell = ratio_cell(
+            &json!({"ratio": 0.9, "ratio_rounds": [0.95, 0.9, 0.8]}),
+            0.85,
+        );
+        assert_eq!(cell, "**0.90** ✗ [0.80–0.95]");
+        assert_eq!(
+            ratio_cell(&json!({"ratio": 0.8, "ratio_rounds": [0.8]}), 0.85),
+            "**0.80** ✓"
+        );
     }
 
     #[test]

@@ -71,6 +71,10 @@ enum Cmd {
         /// Only rows whose key contains this (cpu-default, seed-mlp, seed-gatedconv, seed-resnet)
         #[arg(long)]
         only: Vec<String>,
+        /// Rounds per phase, flowvae and PyTorch alternating; the ratio is the rounds' median
+        /// [default: 2 with --quick, else 3]
+        #[arg(long)]
+        rounds: Option<usize>,
         /// Build target/gpu-kit for scripts/gpu-check.sh instead of benchmarking
         #[arg(long)]
         gpu_kit: bool,
@@ -125,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
             threads,
             only,
+            rounds,
             gpu_kit,
             render_only,
         } => xtask::bench::run(
@@ -135,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
                 device,
                 threads,
                 only,
+                rounds,
                 gpu_kit,
                 render_only,
             },
