@@ -1,8 +1,9 @@
 //! The conditional MADE of one flow step (SEED-SPEC §3.4.2).
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
+use crate::batch_norm::FlowBatchNorm;
 use crate::config::{BatchNormSettings, ContextMode, FlowConfig};
 use crate::error::{Error, Result};
 use crate::layers::{glorot, MaskedLinear};
@@ -50,11 +51,11 @@ pub struct Cmade {
     order: MaskOrder,
     latent: i64,
     hidden: Vec<MaskedLinear>,
-    hidden_bn: Vec<Option<nn::BatchNorm>>,
+    hidden_bn: Vec<Option<FlowBatchNorm>>,
     context: Context,
     m: MaskedLinear,
-    m_bn: Option<nn::BatchNorm>,
-    s: Option<(MaskedLinear, Option<nn::BatchNorm>)>,
+    m_bn: Option<FlowBatchNorm>,
+    s: Option<(MaskedLinear, Option<FlowBatchNorm>)>,
 }
 
 impl Cmade {
@@ -88,7 +89,7 @@ impl Cmade {
         let bias_init = if cfg.batch_norm { None } else { Some(0.0) };
         let bn_layer = |name: String, n: usize, beta: f64| {
             cfg.batch_norm
-                .then(|| nn::batch_norm1d(p / name, n as i64, bn.tch_config(beta)))
+                .then(|| FlowBatchNorm::new(p / name, n as i64, bn, beta))
         };
         let mut hidden = Vec::with_capacity(hidden_masks.len());
         let mut hidden_bn = Vec::with_capacity(hidden_masks.len());
@@ -203,7 +204,7 @@ impl Cmade {
             self.latent
         );
         let context = self.check_context(context, size[0]);
-        let bn = |x: Tensor, bn: &Option<nn::BatchNorm>| match bn {
+        let bn = |x: Tensor, bn: &Option<FlowBatchNorm>| match bn {
             Some(bn) => bn.forward_t(&x, train),
             None => x,
         };

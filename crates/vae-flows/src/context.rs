@@ -1,8 +1,9 @@
 //! The encoder-side context predictor (SEED-SPEC §3.1).
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
+use crate::batch_norm::FlowBatchNorm;
 use crate::config::BatchNormSettings;
 use crate::error::{Error, Result};
 use crate::layers::glorot;
@@ -15,7 +16,7 @@ use crate::layers::glorot;
 #[derive(Debug)]
 pub struct ContextPredictor {
     weight: Tensor,
-    bn: nn::BatchNorm,
+    bn: FlowBatchNorm,
 }
 
 impl ContextPredictor {
@@ -42,7 +43,7 @@ impl ContextPredictor {
             &[context_size, in_features],
             glorot(in_features, context_size),
         )?;
-        let bn = nn::batch_norm1d(p / "bn", context_size, bn.tch_config(0.0));
+        let bn = FlowBatchNorm::new(p / "bn", context_size, bn, 0.0);
         Ok(ContextPredictor { weight, bn })
     }
 

@@ -45,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+mod batch_norm;
 pub mod cmade;
 pub mod config;
 pub mod context;

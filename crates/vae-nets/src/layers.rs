@@ -384,6 +384,9 @@ impl BatchNorm {
                  {size:?}: use evaluation mode (train = false) for a single example"
             );
         }
+        if train && size.len() == 2 && x.device() == tch::Device::Cpu && x.numel() < SERIAL_NUMEL {
+            return small_batch_norm(x, self);
+        }
         x.batch_norm(
             Some(&self.ws),
             Some(&self.bs),
@@ -395,6 +398,40 @@ impl BatchNorm {
             true,
         )
     }
+}
+
+/// Libtorch's grain size (`at::internal::GRAIN_SIZE`): its elementwise ops and reductions over
+/// fewer elements run on the calling thread, without an OpenMP parallel region.
+const SERIAL_NUMEL: usize = 32_768;
+
+/// Training-mode batch norm of a small `[B, C]` CPU batch (fewer than [`SERIAL_NUMEL`]
+/// values) from elementwise ops: the same statistics, running-average update and gradients
+/// as libtorch's kernel, which splits even a `[200, 64]` batch over the OpenMP threads in
+/// about ten parallel regions forward and backward; each wakes the sleeping worker
+/// (`OMP_WAIT_POLICY=passive`, which `vae` sets), 25–50 µs apiece on 2 cores, where the
+/// whole computation takes a few µs on one thread.
+fn small_batch_norm(x: &Tensor, bn: &BatchNorm) -> Tensor {
+    let BatchNormSettings { momentum, eps } = bn.settings;
+    let n = x.size()[0] as f64;
+    let kind = x.kind();
+    let mean = x.mean_dim(0, true, kind); // [1, C]
+    let centred = x - &mean;
+    let var = centred.square().mean_dim(0, true, kind); // biased, as for normalising
+    let y = centred * ((&var + eps).rsqrt() * &bn.ws) + &bn.bs;
+    tch::no_grad(|| {
+        // As libtorch: running = (1 − momentum) · running + momentum · batch, with the
+        // unbiased variance.
+        let (mut rm, mut rv) = (
+            bn.running_mean.shallow_clone(),
+            bn.running_var.shallow_clone(),
+        );
+        let _ = rm
+            .g_mul_scalar_(1.0 - momentum)
+            .g_add_(&(mean.squeeze_dim(0) * momentum));
+        let unbiased = var.squeeze_dim(0) * (n / (n - 1.0) * momentum);
+        let _ = rv.g_mul_scalar_(1.0 - momentum).g_add_(&unbiased);
+    });
+    y
 }
 
 /// TF 1.12 nearest-neighbour resize by one half (SEED-SPEC §2.3): source index
@@ -522,6 +559,58 @@ impl GatedConvTranspose2d {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    /// The small-batch path gives libtorch's output, running statistics and gradients (input,
+    /// γ, β), over three steps that move the running averages; larger batches take libtorch's
+    /// kernel itself.
+    #[test]
+    fn small_batch_norm_matches_libtorch() {
+        let settings = BatchNormSettings {
+            momentum: 0.1,
+            eps: 1e-3,
+        };
+        let make = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let bn = BatchNorm::new(&(vs.root() / "bn"), 7, 0.3, settings).unwrap();
+            (vs, bn)
+        };
+        let ((_va, a), (_vb, b)) = (make(), make());
+        let libtorch = |bn: &BatchNorm, x: &Tensor| {
+            x.batch_norm(
+                Some(&bn.ws),
+                Some(&bn.bs),
+                Some(&bn.running_mean),
+                Some(&bn.running_var),
+                true,
+                settings.momentum,
+                settings.eps,
+                false,
+            )
+        };
+        for step in 0..3 {
+            let x = Tensor::randn([5, 7], (Kind::Float, Device::Cpu)) * (step + 1) as f64 + 2.0;
+            let w = Tensor::randn([5, 7], (Kind::Float, Device::Cpu));
+            let xa = x.detach().set_requires_grad(true);
+            let xb = x.detach().set_requires_grad(true);
+            let ya = a.forward_t(&xa, true);
+            let yb = libtorch(&b, &xb);
+            let close = |p: &Tensor, q: &Tensor, what: &str| {
+                let d = (p - q).abs().max().double_value(&[]);
+                assert!(d < 1e-5, "step {step}: {what} differs by {d}");
+            };
+            close(&ya, &yb, "output");
+            (&ya * &w).sum(Kind::Float).backward();
+            (&yb * &w).sum(Kind::Float).backward();
+            close(&xa.grad(), &xb.grad(), "input gradient");
+            close(&a.ws.grad(), &b.ws.grad(), "γ gradient");
+            close(&a.bs.grad(), &b.bs.grad(), "β gradient");
+            close(&a.running_mean, &b.running_mean, "running mean");
+            close(&a.running_var, &b.running_var, "running variance");
+            for t in [&a.ws, &a.bs, &b.ws, &b.bs] {
+                let _ = t.grad().zero_();
+            }
+        }
+    }
 
     #[test]
     fn same_padding_matches_tf() {
