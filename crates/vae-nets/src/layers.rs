@@ -366,7 +366,9 @@ impl BatchNorm {
         })
     }
 
-    /// `[B, C]` or `[B, C, H, W]` → same shape.
+    /// `[B, C]` or `[B, C, H, W]` → same shape. (A training-mode `[B, C]` CPU batch of fewer
+    /// than 32768 values is normalised from elementwise ops, see `small_batch_norm`: the same
+    /// numbers with fewer thread wake-ups.)
     ///
     /// Panics on another rank, and in training mode when there is only one value per channel
     /// (`B * H * W == 1`).
@@ -561,8 +563,7 @@ mod tests {
     use tch::{Device, Kind};
 
     /// The small-batch path gives libtorch's output, running statistics and gradients (input,
-    /// γ, β), over three steps that move the running averages; larger batches take libtorch's
-    /// kernel itself.
+    /// γ, β), over three steps that move the running averages.
     #[test]
     fn small_batch_norm_matches_libtorch() {
         let settings = BatchNormSettings {
