@@ -434,8 +434,8 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// One phase's rounds → one result per implementation: the round with the median figure (its
 /// memory and other fields come with it; the lower one of an even count), plus
-/// `figure_rounds`; flowvae's also gets `ratio`, the median of the rounds' ratios (each round's flowvae figure over the same round's
-/// PyTorch figure), and `ratio_rounds`. A failed round is left out; when every round failed,
+/// `figure_rounds`; flowvae's also gets `ratio`, the median of the rounds' ratios (each
+/// round's flowvae figure over the same round's PyTorch figure), and `ratio_rounds`. A failed round is left out; when every round failed,
 /// the first round's error stands.
 fn combine_rounds(phase: &str, ours: Vec<Value>, theirs: Vec<Value>) -> (Value, Value) {
     let pick = |runs: &[Value]| -> (Value, Vec<f64>) {
@@ -871,8 +871,9 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
         }
     }
     s += "\n## Reproduce\n\n```sh\n\
-          cargo xtask bench --quick     # a few minutes on 2 cores: few repeats on the heavy rows\n\
-          cargo xtask bench             # more repeats and images\n\
+          cargo xtask bench --quick     # a few minutes on 2 cores: few repeats, 2 rounds\n\
+          cargo xtask bench             # more repeats and images, 3 rounds: about 13 minutes\n\
+          cargo xtask bench --only cpu-default --rounds 5   # one row, more rounds\n\
           cargo xtask bench --gpu-kit   # builds target/gpu-kit for scripts/gpu-check.sh\n\
           scripts/gpu-check.sh          # on a GPU machine with torch 2.11 (no Rust needed there)\n\
           ```\n\n\
