@@ -173,10 +173,11 @@ pub fn importance_sampling<M: LatentModel + ?Sized>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<IsResult> {
     config.validate()?;
-    let _rng = rng_guard();
     tch::no_grad(|| run(model, x, config, progress, Pending::MAX_VALUES))
 }
 
+/// [`importance_sampling`] reading the log-weights back once `read_back_values` are held.
+/// Holds [`crate::rng_guard`] from its first seed to its last draw.
 fn run<M: LatentModel + ?Sized>(
     model: &M,
     x: &Tensor,
@@ -184,6 +185,7 @@ fn run<M: LatentModel + ?Sized>(
     progress: &mut dyn FnMut(u64, u64),
     read_back_values: usize,
 ) -> Result<IsResult> {
+    let _rng = rng_guard();
     let b_total = num_examples(x)?;
     let k = config.num_samples;
     let d = model.latent_dim();
@@ -592,12 +594,7 @@ mod tests {
             passes: IsPasses::Batched,
         };
         let mut calls = Vec::new();
-        // `run` does not take the generator's lock (its public caller does): without it, a test
-        // running beside this one can draw between a chunk's seed and its noise.
-        let each = {
-            let _rng = crate::rng_guard();
-            tch::no_grad(|| super::run(&model, &x, &cfg, &mut |d, t| calls.push((d, t)), 1))
-        };
+        let each = tch::no_grad(|| super::run(&model, &x, &cfg, &mut |d, t| calls.push((d, t)), 1));
         let each = each.unwrap();
         assert_eq!(calls, [(80, 280), (160, 280), (240, 280), (280, 280)]);
         let once = importance_sampling(&model, &x, &cfg, &mut |_, _| {}).unwrap();
