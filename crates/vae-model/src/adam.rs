@@ -301,7 +301,8 @@ impl Adam {
     /// [`step`](Self::step) when `ok` (a 0-dim bool tensor on the variables' device, e.g. "the
     /// loss and gradient norm are finite") holds, and no change at all otherwise, decided on
     /// the device: the host need not wait for `ok`, so it can queue the next step's kernels
-    /// while the GPU works (cargo xtask bench). Non-finite gradients are zeroed in place first.
+    /// while the GPU works (cargo xtask bench). On a skip the gradient buffer is zeroed in
+    /// place first, so that its NaNs cannot reach the moments through the zero weight.
     /// Without the flat buffers this reads `ok` back and calls `step`.
     pub fn step_if(&mut self, lr: f64, ok: &Tensor) {
         if !self.flat_ready() {
