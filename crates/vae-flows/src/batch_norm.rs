@@ -1,5 +1,6 @@
 //! Batch norm for the flow's layers: tch's `nn::BatchNorm`, computed from elementwise ops for
-//! small CPU batches in training mode (fewer OpenMP wake-ups).
+//! small CPU batches in training mode and on the calling thread for larger ones (fewer OpenMP
+//! wake-ups).
 
 use tch::{nn, Device, Tensor};
 
@@ -8,6 +9,16 @@ use crate::config::BatchNormSettings;
 /// Libtorch's grain size (`at::internal::GRAIN_SIZE`): its elementwise ops and reductions over
 /// fewer elements run on the calling thread, without an OpenMP parallel region.
 const SERIAL_NUMEL: usize = 32_768;
+
+/// The largest training-mode `[B, C]` CPU batch that libtorch's kernel normalises on the
+/// calling thread (2^19 values: `[200, 1920]`, the original's cMADE width, fits).
+///
+/// Measured on 2 cores with `OMP_WAIT_POLICY=passive` (PyTorch 2.11, `BatchNorm1d` forward in
+/// training mode): one thread took 74 µs for `[200, 500]` where two took 471, 303 µs against
+/// 589 for `[200, 1920]`, and was still level at `[1000, 1920]` (1.09 ms against 1.16): the
+/// kernel opens about six parallel regions, each waking the sleeping worker. Its backward pass
+/// runs inside `backward()`, where the thread count cannot be chosen per op.
+const CALLING_THREAD_NUMEL: usize = 1 << 19;
 
 /// tch's `nn::BatchNorm` (variables `weight`, `bias`, `running_mean`, `running_var` under its
 /// path) with the settings it was made with.
@@ -39,9 +50,11 @@ impl FlowBatchNorm {
     /// `[200, 32]` batch over the OpenMP threads in about ten parallel regions forward and
     /// backward; each wakes the sleeping worker (`OMP_WAIT_POLICY=passive`, which `vae` sets),
     /// 25–50 µs apiece on 2 cores, where the whole computation takes a few µs on one thread.
+    /// Up to [`CALLING_THREAD_NUMEL`] values, libtorch's kernel runs on the calling thread.
     pub(crate) fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let bn = &self.bn;
-        let small = x.dim() == 2 && x.device() == Device::Cpu && x.numel() < SERIAL_NUMEL;
+        let cpu_2d = x.dim() == 2 && x.device() == Device::Cpu;
+        let small = cpu_2d && x.numel() < SERIAL_NUMEL;
         match (&bn.ws, &bn.bs) {
             (Some(ws), Some(bs)) if train && small => {
                 let BatchNormSettings { momentum, eps } = self.settings;
@@ -64,9 +77,34 @@ impl FlowBatchNorm {
                 });
                 y
             }
+            _ if train && cpu_2d && x.numel() <= CALLING_THREAD_NUMEL => {
+                on_calling_thread(|| nn::ModuleT::forward_t(bn, x, train))
+            }
             _ => nn::ModuleT::forward_t(bn, x, train),
         }
     }
+}
+
+/// Runs `f` with libtorch's intra-op thread count at one on this thread (no OpenMP parallel
+/// region), then restores the count, also when `f` panics.
+///
+/// Libtorch keeps the count per thread (OpenMP's per-thread setting), so other threads are
+/// unaffected, except one that makes its first parallel libtorch call inside `f`: it starts
+/// with the last count set process-wide, here one.
+fn on_calling_thread<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            tch::set_num_threads(self.0);
+        }
+    }
+    let threads = tch::get_num_threads();
+    if threads <= 1 {
+        return f();
+    }
+    tch::set_num_threads(1);
+    let _restore = Restore(threads);
+    f()
 }
 
 #[cfg(test)]
@@ -127,5 +165,43 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(d < 1e-5, "eval output differs by {d}");
+    }
+
+    /// A `[200, 320]` batch (libtorch's kernel on the calling thread) gives the kernel's
+    /// output and running statistics as computed with two threads, and leaves this thread's
+    /// count as it was, also when the work inside panics.
+    #[test]
+    fn calling_thread_batches_match_and_restore_the_thread_count() {
+        tch::set_num_threads(2);
+        let settings = BatchNormSettings {
+            momentum: 0.1,
+            eps: 1e-3,
+        };
+        let make = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let bn = FlowBatchNorm::new(vs.root() / "bn", 320, settings, 0.3);
+            (vs, bn)
+        };
+        let ((_va, a), (_vb, b)) = (make(), make());
+        let x = Tensor::randn([200, 320], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let ya = a.forward_t(&x, true);
+        assert_eq!(tch::get_num_threads(), 2, "thread count after forward_t");
+        let yb = nn::ModuleT::forward_t(&b.bn, &x, true);
+        for (p, q, what) in [
+            (&ya, &yb, "output"),
+            (&a.bn.running_mean, &b.bn.running_mean, "running mean"),
+            (&a.bn.running_var, &b.bn.running_var, "running variance"),
+        ] {
+            let d = (p - q).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{what} differs by {d}");
+        }
+        let inside = std::panic::catch_unwind(|| {
+            on_calling_thread(|| {
+                assert_eq!(tch::get_num_threads(), 1);
+                panic!("work inside the scope failed")
+            })
+        });
+        assert!(inside.is_err());
+        assert_eq!(tch::get_num_threads(), 2, "thread count after a panic");
     }
 }

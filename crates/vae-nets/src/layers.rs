@@ -367,8 +367,9 @@ impl BatchNorm {
     }
 
     /// `[B, C]` or `[B, C, H, W]` → same shape. (A training-mode `[B, C]` CPU batch of fewer
-    /// than 32768 values is normalised from elementwise ops, see `small_batch_norm`: the same
-    /// numbers with fewer thread wake-ups.)
+    /// than 32768 values is normalised from elementwise ops, see `small_batch_norm`, and one of
+    /// up to 2^19 values by libtorch's kernel on the calling thread: the
+    /// same numbers with fewer thread wake-ups.)
     ///
     /// Panics on another rank, and in training mode when there is only one value per channel
     /// (`B * H * W == 1`).
@@ -386,8 +387,13 @@ impl BatchNorm {
                  {size:?}: use evaluation mode (train = false) for a single example"
             );
         }
-        if train && size.len() == 2 && x.device() == tch::Device::Cpu && x.numel() < SERIAL_NUMEL {
-            return small_batch_norm(x, self);
+        if train && size.len() == 2 && x.device() == tch::Device::Cpu {
+            if x.numel() < SERIAL_NUMEL {
+                return small_batch_norm(x, self);
+            }
+            if x.numel() <= CALLING_THREAD_NUMEL {
+                return on_calling_thread(|| self.kernel(x, train));
+            }
         }
         self.kernel(x, train)
     }
@@ -410,6 +416,39 @@ impl BatchNorm {
 /// Libtorch's grain size (`at::internal::GRAIN_SIZE`): its elementwise ops and reductions over
 /// fewer elements run on the calling thread, without an OpenMP parallel region.
 const SERIAL_NUMEL: usize = 32_768;
+
+/// The largest training-mode `[B, C]` CPU batch that [`BatchNorm::forward_t`] has libtorch's
+/// kernel normalise on the calling thread (2^19 values: `[200, 1000]`, the original MLP's
+/// width, fits).
+///
+/// Measured on 2 cores with `OMP_WAIT_POLICY=passive` (PyTorch 2.11, `BatchNorm1d` forward in
+/// training mode): one thread took 74 µs for `[200, 500]` where two took 471, 182 µs against
+/// 592 for `[200, 1000]`, and was still level at `[1000, 1920]` (1.09 ms against 1.16): the
+/// kernel opens about six parallel regions, each waking the sleeping worker. Its backward pass
+/// runs inside `backward()`, where the thread count cannot be chosen per op.
+const CALLING_THREAD_NUMEL: usize = 1 << 19;
+
+/// Runs `f` with libtorch's intra-op thread count at one on this thread (no OpenMP parallel
+/// region), then restores the count, also when `f` panics.
+///
+/// Libtorch keeps the count per thread (OpenMP's per-thread setting), so other threads are
+/// unaffected, except one that makes its first parallel libtorch call inside `f`: it starts
+/// with the last count set process-wide, here one.
+fn on_calling_thread<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            tch::set_num_threads(self.0);
+        }
+    }
+    let threads = tch::get_num_threads();
+    if threads <= 1 {
+        return f();
+    }
+    tch::set_num_threads(1);
+    let _restore = Restore(threads);
+    f()
+}
 
 /// Training-mode batch norm of a small `[B, C]` CPU batch (fewer than [`SERIAL_NUMEL`]
 /// values) from elementwise ops: the same statistics, running-average update and gradients
@@ -604,6 +643,44 @@ mod tests {
                 let _ = t.grad().zero_();
             }
         }
+    }
+
+    /// A `[200, 500]` batch (libtorch's kernel on the calling thread) gives the kernel's output
+    /// and running statistics as computed with two threads, and leaves this thread's count as
+    /// it was, also when the work inside panics.
+    #[test]
+    fn calling_thread_batch_norm_matches_and_restores_the_thread_count() {
+        tch::set_num_threads(2);
+        let settings = BatchNormSettings {
+            momentum: 0.1,
+            eps: 1e-3,
+        };
+        let make = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let bn = BatchNorm::new(&(vs.root() / "bn"), 500, 0.3, settings).unwrap();
+            (vs, bn)
+        };
+        let ((_va, a), (_vb, b)) = (make(), make());
+        let x = Tensor::randn([200, 500], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let ya = a.forward_t(&x, true);
+        assert_eq!(tch::get_num_threads(), 2, "thread count after forward_t");
+        let yb = b.kernel(&x, true);
+        for (p, q, what) in [
+            (&ya, &yb, "output"),
+            (&a.running_mean, &b.running_mean, "running mean"),
+            (&a.running_var, &b.running_var, "running variance"),
+        ] {
+            let d = (p - q).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{what} differs by {d}");
+        }
+        let inside = std::panic::catch_unwind(|| {
+            on_calling_thread(|| {
+                assert_eq!(tch::get_num_threads(), 1);
+                panic!("work inside the scope failed")
+            })
+        });
+        assert!(inside.is_err());
+        assert_eq!(tch::get_num_threads(), 2, "thread count after a panic");
     }
 
     #[test]
