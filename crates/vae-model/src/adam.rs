@@ -53,6 +53,8 @@ struct Flat {
     v: Tensor,
     /// The gradient buffer, after the first step found every gradient defined.
     grads: Option<Tensor>,
+    /// Working space of the update, as large as the buffers (made on the first update).
+    scratch: Option<Tensor>,
     /// `(offset, numel)` of each variable in the buffers.
     spans: Vec<(i64, i64)>,
 }
@@ -106,6 +108,7 @@ impl Flat {
             v: flat.zeros_like(),
             params: flat,
             grads: None,
+            scratch: None,
             spans,
         })
     }
@@ -369,32 +372,47 @@ impl Adam {
         true
     }
 
-    /// The update over the flat buffers, which [`flat_ready`](Self::flat_ready) checked.
+    /// The update over the flat buffers, which [`flat_ready`](Self::flat_ready) checked: six
+    /// kernels, with no allocation after the first step (`scratch` holds `g²`, then the
+    /// denominator).
+    ///
+    /// The denominator comes from `rsqrt`: `c / rsqrt(v) + e` is `−(√v + ε) / step` (TF) or
+    /// `−(√v̂ + ε) / step` (torch), and `v = 0` gives `c / ∞ + e = e`, ε's term alone, as it
+    /// should. libtorch's CPU `sqrt` calls MKL's vector library, which is slow on zeros and
+    /// subnormals (masked cMADE weights and never-lit border pixels keep `v = 0` for good):
+    /// 2.7 M values took 8.1 ms of zeros, 1.5 ms of random ones, against 0.8 ms for `rsqrt` and
+    /// 0.3 ms for the division, one thread. The whole update took 2.7–3.5 ms on two threads
+    /// against 3.0–4.4 with `sqrt` (PyTorch 2.11). The result differs from `√v` by rounding
+    /// only (relative 2.4e-7 measured).
     fn flat_step(&mut self, lr: f64, c1: f64, c2: f64) {
         let AdamConfig {
             beta1: b1,
             beta2: b2,
             eps,
         } = self.cfg;
+        // p += m / d with d = c / rsqrt(v) + e.
+        let (c, e) = match self.placement {
+            EpsPlacement::Tf => {
+                let step = lr * c2.sqrt() / c1;
+                (-1.0 / step, -eps / step)
+            }
+            EpsPlacement::Torch => {
+                let step = lr / c1;
+                (-1.0 / (step * c2.sqrt()), -eps / step)
+            }
+        };
         let f = self.flat.as_mut().expect("flat_ready");
         let g = f.grads.as_ref().expect("flat_ready");
         tch::no_grad(|| {
+            let scratch = f.scratch.get_or_insert_with(|| g.empty_like());
             let _ = f.m.lerp_(g, 1.0 - b1);
-            let _ = f.v.lerp_(&g.square(), 1.0 - b2);
-            let mut denom = f.v.sqrt();
-            // p += m / denom' with denom' = −(√v + ε) / step (TF) or −(√v̂ + ε) / step (torch).
-            let step = match self.placement {
-                EpsPlacement::Tf => {
-                    let _ = denom.g_add_scalar_(eps);
-                    lr * c2.sqrt() / c1
-                }
-                EpsPlacement::Torch => {
-                    let _ = denom.g_mul_scalar_(1.0 / c2.sqrt()).g_add_scalar_(eps);
-                    lr / c1
-                }
-            };
-            let _ = denom.g_mul_scalar_(-1.0 / step);
-            let _ = f.params.addcdiv_(&f.m, &denom);
+            let _ = g.square_out(scratch);
+            let _ = f.v.lerp_(scratch, 1.0 - b2);
+            let _ = f.v.rsqrt_out(scratch);
+            // A 0-dim tensor: libtorch treats it as a scalar, and the result keeps v's kind.
+            let _ = Tensor::from(c).div_out(scratch, scratch);
+            let _ = scratch.g_add_scalar_(e);
+            let _ = f.params.addcdiv_(&f.m, scratch);
         });
     }
 
@@ -550,12 +568,19 @@ mod tests {
         let mut b_ref = vs2.root().var_copy("b", &b2);
         let mut slow = Adam::new(&vs2, AdamConfig::default());
         slow.flat = None;
+        // b's middle entry never gets a gradient: v stays 0 there (as for masked weights),
+        // which the flat update's `rsqrt` turns into ∞.
+        let b_loss = |b: &Tensor| {
+            (b * Tensor::from_slice(&[2.0f32, 0.0, 2.0]))
+                .sin()
+                .sum(Kind::Float)
+        };
         for k in 0..5 {
             adam.zero_grad();
-            (loss(&w, k) + (&b * 2.0).sin().sum(Kind::Float)).backward();
+            (loss(&w, k) + b_loss(&b)).backward();
             adam.step(1e-2);
             slow.zero_grad();
-            (loss(&w_ref, k) + (&b_ref * 2.0).sin().sum(Kind::Float)).backward();
+            (loss(&w_ref, k) + b_loss(&b_ref)).backward();
             // The gradient norm: both paths and the definition, before the update.
             let direct = (w_ref.grad().square().sum(Kind::Double)
                 + b_ref.grad().square().sum(Kind::Double))
