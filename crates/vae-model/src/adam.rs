@@ -372,7 +372,7 @@ impl Adam {
         true
     }
 
-    /// The update over the flat buffers, which [`flat_ready`](Self::flat_ready) checked: six
+    /// The update over the flat buffers, which [`flat_ready`](Self::flat_ready) checked: seven
     /// kernels, with no allocation after the first step (`scratch` holds `g²`, then the
     /// denominator).
     ///

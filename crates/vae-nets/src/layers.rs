@@ -368,8 +368,8 @@ impl BatchNorm {
 
     /// `[B, C]` or `[B, C, H, W]` → same shape. (A training-mode `[B, C]` CPU batch of fewer
     /// than 32768 values is normalised from elementwise ops, see `small_batch_norm`, and one of
-    /// up to 2^19 values by libtorch's kernel on the calling thread: the
-    /// same numbers with fewer thread wake-ups.)
+    /// up to 2^19 values by libtorch's kernel on the calling thread: the same numbers with
+    /// fewer thread wake-ups.)
     ///
     /// Panics on another rank, and in training mode when there is only one value per channel
     /// (`B * H * W == 1`).
