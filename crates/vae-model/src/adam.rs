@@ -319,6 +319,7 @@ impl Adam {
             beta2: b2,
             eps,
         } = self.cfg;
+        let placement = self.placement;
         let f = self.flat.as_mut().expect("flat_ready");
         let mut g = f.grads.as_ref().expect("flat_ready").shallow_clone();
         let host_t = self.step as f64;
@@ -326,31 +327,36 @@ impl Adam {
             .device_step
             .get_or_insert_with(|| Tensor::from(host_t).to_device(f.params.device()));
         tch::no_grad(|| {
+            let scratch = f.scratch.get_or_insert_with(|| g.empty_like());
             let ok_f = ok.to_kind(f.m.kind());
             let _ = g.masked_fill_(&ok.logical_not(), 0.0);
             // A weight of 0 leaves the moments exactly as they were.
             let _ = f.m.lerp_tensor_(&g, &(&ok_f * (1.0 - b1)));
-            let _ = f.v.lerp_tensor_(&g.square(), &(&ok_f * (1.0 - b2)));
+            let _ = g.square_out(scratch);
+            let _ = f.v.lerp_tensor_(scratch, &(&ok_f * (1.0 - b2)));
             let _ = t.g_add_(&ok.to_kind(Kind::Double));
             let c1 = Tensor::pow_scalar(b1, &*t).neg() + 1.0;
             let c2 = Tensor::pow_scalar(b2, &*t).neg() + 1.0;
-            let mut denom = f.v.sqrt();
-            let step = match self.placement {
+            // flat_step's denominator d = c / rsqrt(v) + e, with c and e 0-dim tensors here
+            // (the same kernels, so the two paths round alike). A skipped step takes c = 0 and
+            // e = −∞: d = −∞ everywhere, also where rsqrt(v) = ∞, and m / d adds exactly ±0;
+            // the step-size terms, infinite or NaN at t = 0, are then not used.
+            let (c, e) = match placement {
                 EpsPlacement::Tf => {
-                    let _ = denom.g_add_scalar_(eps);
-                    c2.sqrt() / c1 * lr
+                    let per_step = (c2.sqrt() / c1 * lr).reciprocal();
+                    (-&per_step, per_step * -eps)
                 }
                 EpsPlacement::Torch => {
-                    // (1/√c2 is infinite at t = 0, i.e. when the first step is skipped.)
-                    let corr = c2.sqrt().reciprocal().where_scalarother(ok, 1.0);
-                    let _ = denom.g_mul_(&corr).g_add_scalar_(eps);
-                    c1.reciprocal() * lr
+                    let per_step = (c1.reciprocal() * lr).reciprocal();
+                    (-(&per_step / c2.sqrt()), per_step * -eps)
                 }
             };
-            // As in flat_step; a skipped step divides by +inf, which adds exactly ±0.
-            let factor = (-step.reciprocal()).where_scalarother(ok, f64::INFINITY);
-            let _ = denom.g_mul_(&factor);
-            let _ = f.params.addcdiv_(&f.m, &denom);
+            let c = c.where_scalarother(ok, 0.0);
+            let e = e.where_scalarother(ok, f64::NEG_INFINITY);
+            let _ = f.v.rsqrt_out(scratch);
+            let _ = c.div_out(scratch, scratch);
+            let _ = scratch.g_add_(&e);
+            let _ = f.params.addcdiv_(&f.m, scratch);
         });
     }
 
