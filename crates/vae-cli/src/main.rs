@@ -48,7 +48,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
 ///   regions by default; as soon as anything else wants the cores (the data loader's threads,
 ///   another process) a spinning worker holds a core that a working one needs, and a training
 ///   step took 3 to 10 times longer on a loaded 2-core machine (cargo xtask bench). On an idle
-///   machine spinning is faster (`active`: 1.5x on the CPU default's step), so a user's own
+///   machine spinning is faster (`active`: 1.3x on the CPU default's step), so a user's own
 ///   value wins; the README's "CPU threads" table has the figures.
 /// - `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`: jemalloc (the global allocator, see
 ///   Cargo.toml) otherwise hands freed pages back to the kernel within seconds, and every step
