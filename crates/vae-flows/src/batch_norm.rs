@@ -112,20 +112,22 @@ mod tests {
     use super::*;
     use tch::Kind;
 
-    /// Output, running statistics and gradients (input, γ, β) agree with libtorch's kernel,
-    /// over three steps that move the running averages.
-    #[test]
-    fn small_batches_match_libtorch() {
+    /// A CPU batch norm of `channels` channels (momentum 0.1, ε 1e-3, β 0.3) and its store.
+    fn new_bn(channels: i64) -> (nn::VarStore, FlowBatchNorm) {
         let settings = BatchNormSettings {
             momentum: 0.1,
             eps: 1e-3,
         };
-        let make = || {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let bn = FlowBatchNorm::new(vs.root() / "bn", 7, settings, 0.3);
-            (vs, bn)
-        };
-        let ((_va, a), (_vb, fb)) = (make(), make());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = FlowBatchNorm::new(vs.root() / "bn", channels, settings, 0.3);
+        (vs, bn)
+    }
+
+    /// Output, running statistics and gradients (input, γ, β) agree with libtorch's kernel,
+    /// over three steps that move the running averages.
+    #[test]
+    fn small_batches_match_libtorch() {
+        let ((_va, a), (_vb, fb)) = (new_bn(7), new_bn(7));
         let b = &fb.bn;
         for step in 0..3 {
             let x = Tensor::randn([5, 7], (Kind::Float, Device::Cpu)) * (step + 1) as f64 + 2.0;
@@ -173,16 +175,7 @@ mod tests {
     #[test]
     fn calling_thread_batches_match_and_restore_the_thread_count() {
         tch::set_num_threads(2);
-        let settings = BatchNormSettings {
-            momentum: 0.1,
-            eps: 1e-3,
-        };
-        let make = || {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let bn = FlowBatchNorm::new(vs.root() / "bn", 320, settings, 0.3);
-            (vs, bn)
-        };
-        let ((_va, a), (_vb, b)) = (make(), make());
+        let ((_va, a), (_vb, b)) = (new_bn(320), new_bn(320));
         let x = Tensor::randn([200, 320], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
         let ya = a.forward_t(&x, true);
         assert_eq!(tch::get_num_threads(), 2, "thread count after forward_t");

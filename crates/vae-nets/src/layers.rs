@@ -606,20 +606,22 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
-    /// The small-batch path gives libtorch's output, running statistics and gradients (input,
-    /// γ, β), over three steps that move the running averages.
-    #[test]
-    fn small_batch_norm_matches_libtorch() {
+    /// A CPU batch norm of `channels` channels (momentum 0.1, ε 1e-3, β 0.3) and its store.
+    fn new_bn(channels: i64) -> (nn::VarStore, BatchNorm) {
         let settings = BatchNormSettings {
             momentum: 0.1,
             eps: 1e-3,
         };
-        let make = || {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let bn = BatchNorm::new(&(vs.root() / "bn"), 7, 0.3, settings).unwrap();
-            (vs, bn)
-        };
-        let ((_va, a), (_vb, b)) = (make(), make());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::new(&(vs.root() / "bn"), channels, 0.3, settings).unwrap();
+        (vs, bn)
+    }
+
+    /// The small-batch path gives libtorch's output, running statistics and gradients (input,
+    /// γ, β), over three steps that move the running averages.
+    #[test]
+    fn small_batch_norm_matches_libtorch() {
+        let ((_va, a), (_vb, b)) = (new_bn(7), new_bn(7));
         for step in 0..3 {
             let x = Tensor::randn([5, 7], (Kind::Float, Device::Cpu)) * (step + 1) as f64 + 2.0;
             let w = Tensor::randn([5, 7], (Kind::Float, Device::Cpu));
@@ -651,16 +653,7 @@ mod tests {
     #[test]
     fn calling_thread_batch_norm_matches_and_restores_the_thread_count() {
         tch::set_num_threads(2);
-        let settings = BatchNormSettings {
-            momentum: 0.1,
-            eps: 1e-3,
-        };
-        let make = || {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let bn = BatchNorm::new(&(vs.root() / "bn"), 500, 0.3, settings).unwrap();
-            (vs, bn)
-        };
-        let ((_va, a), (_vb, b)) = (make(), make());
+        let ((_va, a), (_vb, b)) = (new_bn(500), new_bn(500));
         let x = Tensor::randn([200, 500], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
         let ya = a.forward_t(&x, true);
         assert_eq!(tch::get_num_threads(), 2, "thread count after forward_t");
