@@ -139,6 +139,24 @@ impl Flat {
         self.grads = Some(flat);
         Some(())
     }
+
+    /// The working buffer of an update (a view of it: it is made on the first call).
+    fn scratch(&mut self) -> Tensor {
+        let params = &self.params;
+        self.scratch
+            .get_or_insert_with(|| params.empty_like())
+            .shallow_clone()
+    }
+
+    /// `params += m / d` with `d = c / rsqrt(v) + e` (`c`, `e` 0-dim tensors, which libtorch
+    /// treats as scalars), computed in `scratch`. Both flat updates end here, so they run the
+    /// same kernels and round alike (`tests/resume.rs` compares the two paths' training).
+    fn add_update(&mut self, scratch: &mut Tensor, c: &Tensor, e: &Tensor) {
+        let _ = self.v.rsqrt_out(scratch);
+        let _ = c.div_out(scratch, scratch);
+        let _ = scratch.g_add_(e);
+        let _ = self.params.addcdiv_(&self.m, scratch);
+    }
 }
 
 impl Adam {
@@ -327,20 +345,20 @@ impl Adam {
             .device_step
             .get_or_insert_with(|| Tensor::from(host_t).to_device(f.params.device()));
         tch::no_grad(|| {
-            let scratch = f.scratch.get_or_insert_with(|| g.empty_like());
+            let mut scratch = f.scratch();
             let ok_f = ok.to_kind(f.m.kind());
             let _ = g.masked_fill_(&ok.logical_not(), 0.0);
             // A weight of 0 leaves the moments exactly as they were.
             let _ = f.m.lerp_tensor_(&g, &(&ok_f * (1.0 - b1)));
-            let _ = g.square_out(scratch);
-            let _ = f.v.lerp_tensor_(scratch, &(&ok_f * (1.0 - b2)));
+            let _ = g.square_out(&scratch);
+            let _ = f.v.lerp_tensor_(&scratch, &(&ok_f * (1.0 - b2)));
             let _ = t.g_add_(&ok.to_kind(Kind::Double));
             let c1 = Tensor::pow_scalar(b1, &*t).neg() + 1.0;
             let c2 = Tensor::pow_scalar(b2, &*t).neg() + 1.0;
-            // flat_step's denominator d = c / rsqrt(v) + e, with c and e 0-dim tensors here
-            // (the same kernels, so the two paths round alike). A skipped step takes c = 0 and
-            // e = −∞: d = −∞ everywhere, also where rsqrt(v) = ∞, and m / d adds exactly ±0;
-            // the step-size terms, infinite or NaN at t = 0, are then not used.
+            // flat_step's denominator d = c / rsqrt(v) + e, from device-side c and e, through
+            // the same `add_update`. A skipped step takes c = 0 and e = −∞: d = −∞ everywhere,
+            // also where rsqrt(v) = ∞, and m / d adds exactly ±0; the step-size terms, infinite
+            // or NaN at t = 0, are then not used.
             let (c, e) = match placement {
                 EpsPlacement::Tf => {
                     let per_step = (c2.sqrt() / c1 * lr).reciprocal();
@@ -353,10 +371,7 @@ impl Adam {
             };
             let c = c.where_scalarother(ok, 0.0);
             let e = e.where_scalarother(ok, f64::NEG_INFINITY);
-            let _ = f.v.rsqrt_out(scratch);
-            let _ = c.div_out(scratch, scratch);
-            let _ = scratch.g_add_(&e);
-            let _ = f.params.addcdiv_(&f.m, scratch);
+            f.add_update(&mut scratch, &c, &e);
         });
     }
 
@@ -408,17 +423,13 @@ impl Adam {
             }
         };
         let f = self.flat.as_mut().expect("flat_ready");
-        let g = f.grads.as_ref().expect("flat_ready");
+        let g = f.grads.as_ref().expect("flat_ready").shallow_clone();
         tch::no_grad(|| {
-            let scratch = f.scratch.get_or_insert_with(|| g.empty_like());
-            let _ = f.m.lerp_(g, 1.0 - b1);
-            let _ = g.square_out(scratch);
-            let _ = f.v.lerp_(scratch, 1.0 - b2);
-            let _ = f.v.rsqrt_out(scratch);
-            // A 0-dim tensor: libtorch treats it as a scalar, and the result keeps v's kind.
-            let _ = Tensor::from(c).div_out(scratch, scratch);
-            let _ = scratch.g_add_scalar_(e);
-            let _ = f.params.addcdiv_(&f.m, scratch);
+            let mut scratch = f.scratch();
+            let _ = f.m.lerp_(&g, 1.0 - b1);
+            let _ = g.square_out(&scratch);
+            let _ = f.v.lerp_(&scratch, 1.0 - b2);
+            f.add_update(&mut scratch, &Tensor::from(c), &Tensor::from(e));
         });
     }
 
