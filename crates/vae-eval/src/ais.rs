@@ -72,15 +72,13 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
 use crate::model::{diag_normal_log_density, value_and_grad, LatentModel};
+use crate::rng::{rng_guard, stream_seed, TAG_AIS_FORWARD, TAG_AIS_REVERSE};
 use crate::schedule::Schedule;
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
-};
-use crate::util::{
-    check_finite, check_shape, num_examples, rng_guard, stream_seed, to_vec_f64, TAG_AIS_FORWARD,
-    TAG_AIS_REVERSE,
 };
 
 /// Where the chains start: the normalised density `p_0` of the annealing path.

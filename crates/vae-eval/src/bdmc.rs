@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::ais::{run, steps_total, AisConfig, AisResult, AisStart, Progress};
+use crate::checks::{check_shape, num_examples};
 use crate::error::{Error, Result};
 use crate::model::LatentModel;
+use crate::rng::{rng_guard, stream_seed, TAG_SIMULATE};
 use crate::stats::mean_and_stderr;
-use crate::util::{check_shape, num_examples, rng_guard, stream_seed, TAG_SIMULATE};
 
 /// What [`bdmc()`] found. Log-likelihoods in nats per example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,13 +16,12 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
 use crate::model::LatentModel;
+use crate::rng::{rng_guard, stream_seed, TAG_IS};
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
-};
-use crate::util::{
-    check_finite, check_shape, num_examples, rng_guard, stream_seed, to_vec_f64, TAG_IS,
 };
 
 /// Settings of [`importance_sampling`].

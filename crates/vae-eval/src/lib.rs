@@ -42,12 +42,13 @@
 pub mod ais;
 pub mod analytic;
 pub mod bdmc;
+mod checks;
 pub mod error;
 pub mod importance;
 pub mod model;
+mod rng;
 pub mod schedule;
 pub mod stats;
-mod util;
 
 pub use ais::{
     ais, reverse_ais, AisConfig, AisResult, AisStart, AisTrace, Direction, HmcConfig,
@@ -59,5 +60,5 @@ pub use importance::{
     importance_sampling, iwae_sample_counts, IsConfig, IsPasses, IsResult, IwaePoint,
 };
 pub use model::LatentModel;
+pub use rng::rng_guard;
 pub use schedule::{sigmoid_schedule, Schedule};
-pub use util::rng_guard;
