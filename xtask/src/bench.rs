@@ -264,7 +264,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         .as_str()
         .unwrap_or("")
         .to_string();
-    let result = json!({
+    let mut result = json!({
         "generated": utc_now(),
         "command": command,
         "quick": opts.quick,
@@ -275,12 +275,71 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         "matmul": matmul,
         "rows": out_rows,
     });
+    if !opts.only.is_empty() {
+        // `--only` re-measures some rows: the others keep their figures from the last run
+        // rather than vanishing from BENCHMARKS.md.
+        let previous = std::fs::read_to_string(root.join("BENCHMARKS.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let order: Vec<&str> = rows(opts.quick, cuda).iter().map(|r| r.key).collect();
+        result = merge_rows(previous.as_ref().map(|p| &p["cpu"]), result, &order);
+    }
     write_results(root, &result)?;
     eprintln!(
         "xtask: wrote BENCHMARKS.md and BENCHMARKS.json ({:.1} min)",
         start.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// `run`'s rows in the order of `order`, each row missing from `run` taken from `previous` (the
+/// last BENCHMARKS.json's run) when that was measured on the same device with the same threads
+/// and mode. Every row records when, by which command and against which matmul peak it was
+/// measured (`measured`, `command`, `matmul_peak`), so that a merged table can say which rows
+/// came from another run.
+fn merge_rows(previous: Option<&Value>, mut run: Value, order: &[&str]) -> Value {
+    let stamp = |row: &mut Value, from: &Value| {
+        for (field, source) in [
+            ("measured", &from["generated"]),
+            ("command", &from["command"]),
+            (
+                "matmul_peak",
+                &from["matmul"]["flowvae"]["peak_gflops_per_s"],
+            ),
+        ] {
+            if row[field].is_null() {
+                row[field] = source.clone();
+            }
+        }
+    };
+    let fresh: Vec<Value> = run["rows"].as_array().cloned().unwrap_or_default();
+    let same_setup = |p: &&Value| {
+        ["device", "threads", "quick"]
+            .iter()
+            .all(|k| p[*k] == run[*k])
+    };
+    let old: Vec<Value> = previous
+        .filter(same_setup)
+        .and_then(|p| {
+            let mut rows = p["rows"].as_array().cloned()?;
+            rows.iter_mut().for_each(|r| stamp(r, p));
+            Some(rows)
+        })
+        .unwrap_or_default();
+    let by_key = |rows: &[Value], key: &str| rows.iter().find(|r| r["key"] == key).cloned();
+    let merged: Vec<Value> = order
+        .iter()
+        .filter_map(|key| {
+            by_key(&fresh, key)
+                .map(|mut r| {
+                    stamp(&mut r, &run);
+                    r
+                })
+                .or_else(|| by_key(&old, key))
+        })
+        .collect();
+    run["rows"] = Value::Array(merged);
+    run
 }
 
 /// Writes BENCHMARKS.json and BENCHMARKS.md from a CPU run and, when present,
@@ -663,6 +722,25 @@ pub fn render_run(run: &Value) -> String {
         run["matmul"]["flowvae"]["size"]
     );
     let rows = run["rows"].as_array().cloned().unwrap_or_default();
+    let earlier: Vec<String> = rows
+        .iter()
+        .filter(|r| !r["measured"].is_null() && r["measured"] != run["generated"])
+        .map(|r| {
+            format!(
+                "{} (measured {} by `{}`, matmul peak then {:.0} GFLOP/s)",
+                r["title"].as_str().unwrap_or("?"),
+                r["measured"].as_str().unwrap_or("?"),
+                r["command"].as_str().unwrap_or("?"),
+                r["matmul_peak"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    if !earlier.is_empty() {
+        s += &format!(
+            "Rows kept from earlier runs (this run re-measured only the others): {}.\n\n",
+            earlier.join("; ")
+        );
+    }
     s += "### Training step, batch 200 (binarization, forward, backward, gradient norm, Adam)\n\n";
     s += "| Config | parameters | n | flowvae ms | PyTorch ms | ratio (target) | flowvae GFLOP/s (% of peak) | PyTorch GFLOP/s | peak memory GiB flowvae / PyTorch |\n";
     s += "|---|---:|---:|---:|---:|---|---:|---:|---|\n";
@@ -674,6 +752,8 @@ pub fn render_run(run: &Value) -> String {
             .unwrap_or(1.0);
         let flops = o["flops_per_step"].as_f64();
         let g = |v: &Value| Some(flops? / v["median_ms"].as_f64()? / 1e6);
+        // A row kept from an earlier run is compared with the peak of its own run.
+        let peak = r["matmul_peak"].as_f64().or(peak);
         s += &format!(
             "| {} | {:.1} M | {} | {} | {} | {} (≤ {target}) | {} | {} | {} / {} |\n",
             r["title"].as_str().unwrap_or("?"),
@@ -873,7 +953,7 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
     s += "\n## Reproduce\n\n```sh\n\
           cargo xtask bench --quick     # a few minutes on 2 cores: few repeats, 2 rounds\n\
           cargo xtask bench             # more repeats and images, 3 rounds: about 13 minutes\n\
-          cargo xtask bench --only cpu-default --rounds 5   # one row, more rounds\n\
+          cargo xtask bench --only cpu-default --rounds 5   # one row again, more rounds; the others are kept\n\
           cargo xtask bench --gpu-kit   # builds target/gpu-kit for scripts/gpu-check.sh\n\
           scripts/gpu-check.sh          # on a GPU machine with torch 2.11 (no Rust needed there)\n\
           ```\n\n\
@@ -978,6 +1058,57 @@ mod tests {
         assert_eq!(
             ratio_cell(&json!({"ratio": 0.8, "ratio_rounds": [0.8]}), 0.85),
             "**0.80** ✓"
+        );
+    }
+
+    /// `--only` replaces its rows and keeps the others, in the table's order, saying where
+    /// each came from; a previous run on another setup contributes nothing.
+    #[test]
+    fn only_runs_merge_into_the_previous_table() {
+        let row = |key: &str, ms: f64| json!({"key": key, "title": key, "train": {"flowvae": {"median_ms": ms}}});
+        let previous = json!({
+            "device": "cpu", "threads": 2, "quick": false, "generated": "old", "command": "full",
+            "matmul": {"flowvae": {"peak_gflops_per_s": 150.0}},
+            "rows": [row("a", 1.0), row("b", 2.0), row("c", 3.0)],
+        });
+        let run = json!({
+            "device": "cpu", "threads": 2, "quick": false, "generated": "new", "command": "only b",
+            "matmul": {"flowvae": {"peak_gflops_per_s": 160.0}},
+            "rows": [row("b", 20.0)],
+        });
+        let merged = merge_rows(Some(&previous), run.clone(), &["a", "b", "c", "d"]);
+        let rows = merged["rows"].as_array().unwrap();
+        let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(rows[1]["train"]["flowvae"]["median_ms"], json!(20.0));
+        assert_eq!(
+            (&rows[1]["measured"], &rows[1]["matmul_peak"]),
+            (&json!("new"), &json!(160.0))
+        );
+        assert_eq!(
+            (&rows[0]["measured"], &rows[0]["command"]),
+            (&json!("old"), &json!("full"))
+        );
+        assert_eq!(rows[2]["matmul_peak"], json!(150.0));
+        let md = render_run(&merged);
+        assert!(md.contains("Rows kept from earlier runs"), "{md}");
+        assert!(
+            md.contains("a (measured old by `full`, matmul peak then 150 GFLOP/s); c ("),
+            "{md}"
+        );
+        assert!(!md.contains("b (measured"), "{md}");
+
+        let mut other = previous.clone();
+        other["threads"] = json!(16);
+        let alone = merge_rows(Some(&other), run.clone(), &["a", "b", "c"]);
+        assert_eq!(alone["rows"].as_array().unwrap().len(), 1);
+        assert!(!render_run(&alone).contains("Rows kept"));
+        assert_eq!(
+            merge_rows(None, run, &["b"])["rows"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
         );
     }
 

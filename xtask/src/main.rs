@@ -68,7 +68,8 @@ enum Cmd {
         /// Threads for both implementations [default: all cores]
         #[arg(long)]
         threads: Option<usize>,
-        /// Only rows whose key contains this (cpu-default, seed-mlp, seed-gatedconv, seed-resnet)
+        /// Only rows whose key contains this (cpu-default, seed-mlp, seed-gatedconv, seed-resnet);
+        /// the other rows of BENCHMARKS.md keep their figures from the last run on the same setup
         #[arg(long)]
         only: Vec<String>,
         /// Rounds per phase, flowvae and PyTorch alternating; the ratio is the rounds' median
