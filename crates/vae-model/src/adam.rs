@@ -7,7 +7,7 @@
 //! to compare with tch's Adam.
 //!
 //! Speed: the parameters are views into one flat tensor, and so, from the first step on, are
-//! their gradients (which backward then accumulates into in place). An update is then about ten
+//! their gradients (which [`Adam::backward`] fills with one `cat`). An update is then about ten
 //! kernels over the flat buffers whatever the number of variables, instead of a dozen per
 //! variable: what decides a step's time on a GPU, where each launch costs microseconds of host
 //! time (cargo xtask bench). Should something replace a parameter's storage (a `VarStore`
@@ -214,6 +214,36 @@ impl Adam {
             self.step = self.step_count();
             self.device_step = None;
         }
+    }
+
+    /// The gradients of `loss` (a 0-dim tensor) with respect to every variable, in place of
+    /// the previous ones: [`zero_grad`](Self::zero_grad) and `loss.backward()` in one.
+    ///
+    /// Once the flat gradient buffer is bound (after the first [`step`](Self::step)), autograd
+    /// hands the gradients back (`torch.autograd.grad` semantics) instead of adding each into its
+    /// variable's `.grad`, and one `cat` writes them all into the buffer: no `zero_` of the
+    /// buffer and no `add_` per variable, which on a GPU are a launch each (the CPU default has
+    /// 43 variables). A variable the loss does not reach gets a zero gradient, as `zero_grad`
+    /// would leave it.
+    pub fn backward(&mut self, loss: &Tensor) {
+        if !self.flat_ready() {
+            self.zero_grad();
+            loss.backward();
+            return;
+        }
+        let f = self.flat.as_ref().expect("flat_ready");
+        let buffer = f.grads.as_ref().expect("flat_ready");
+        let grads = Tensor::run_backward(&[loss], &self.params, false, false);
+        let (kind, device) = (buffer.kind(), buffer.device());
+        let pieces: Vec<Tensor> = grads
+            .iter()
+            .zip(&f.spans)
+            .map(|(g, &(_, n))| match g.defined() {
+                true => g.reshape([-1]),
+                false => Tensor::zeros([n], (kind, device)),
+            })
+            .collect();
+        let _ = tch::no_grad(|| Tensor::cat_out(buffer, &pieces, 0));
     }
 
     /// Clears the gradients of every variable.
@@ -625,6 +655,64 @@ mod tests {
         // The variables the store hands out are the updated ones.
         let vars = vs.variables();
         assert!(vars["w"].equal(&w) && vars["b"].equal(&b));
+    }
+
+    /// `Adam::backward` leaves the same gradients and weights as `zero_grad` + `backward`,
+    /// through the flat buffer once it is bound: also for a gradient that autograd returns
+    /// transposed, and for a variable the loss stops reaching (its gradient becomes zero).
+    #[test]
+    fn backward_fills_the_flat_buffer_as_zero_grad_and_backward_would() {
+        let build = || {
+            let rng = vae_eval::rng_guard();
+            tch::manual_seed(11);
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let w = vs.root().randn("w", &[4, 3], 0.0, 1.0);
+            let c = vs.root().randn("c", &[3, 5], 0.0, 1.0);
+            let u = vs.root().randn("u", &[2], 0.0, 1.0);
+            drop(rng);
+            (vs, w, c, u)
+        };
+        let step_loss = |w: &Tensor, c: &Tensor, u: &Tensor, k: i64| {
+            let x = Tensor::arange(20, (Kind::Float, tch::Device::Cpu)).view([5, 4]) * 0.1;
+            // `c` enters transposed and elementwise: its gradient comes back transposed, not
+            // contiguous.
+            let h = (x.matmul(w) * c.tr()).tanh();
+            let l = loss(w, k) + h.sum(Kind::Float);
+            // `u` takes part in the first two steps only.
+            if k < 2 {
+                l + u.square().sum(Kind::Float) * 3.0
+            } else {
+                l
+            }
+        };
+        let (vs_a, w_a, c_a, u_a) = build();
+        let (vs_b, w_b, c_b, u_b) = build();
+        let mut fused = Adam::new(&vs_a, AdamConfig::default());
+        let mut plain = Adam::new(&vs_b, AdamConfig::default());
+        for k in 0..5 {
+            fused.backward(&step_loss(&w_a, &c_a, &u_a, k));
+            plain.zero_grad();
+            step_loss(&w_b, &c_b, &u_b, k).backward();
+            for (name, a, b) in [("w", &w_a, &w_b), ("c", &c_a, &c_b), ("u", &u_a, &u_b)] {
+                assert!(
+                    a.grad().equal(&b.grad()),
+                    "step {k}: gradient of {name} differs"
+                );
+            }
+            if k >= 2 {
+                assert_eq!(u_a.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+            }
+            fused.step(1e-2);
+            plain.step(1e-2);
+            assert!(
+                w_a.equal(&w_b) && c_a.equal(&c_b) && u_a.equal(&u_b),
+                "step {k}"
+            );
+        }
+        assert!(
+            fused.flat_grads().is_some(),
+            "the flat path was not exercised"
+        );
     }
 
     /// The update decided on the device agrees with the host's: the same weights as `step`

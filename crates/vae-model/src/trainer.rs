@@ -352,8 +352,7 @@ impl Trainer {
                         self.nan_injection = Some((from, left - 1));
                     }
                 }
-                self.adam.zero_grad();
-                loss.backward();
+                self.adam.backward(&loss);
                 let grad_sq = self.adam.grad_sq_norm();
                 let figures = stack_f64(&[&loss, &rec, &kl, &grad_sq]);
                 // A non-finite loss or gradient skips the update (SEED-SPEC has no guard).
