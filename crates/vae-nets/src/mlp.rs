@@ -34,11 +34,20 @@ impl HiddenLayer {
 /// `W · concat(h, skip)` (no bias). When `same` (the first layer, where `h` is `skip` itself), the
 /// two column blocks of `W` act on the same input and are summed first: `(W_h + W_skip) · skip`,
 /// the same function and gradients with half the multiply-adds and no concatenation.
+///
+/// The blocks are the two halves of `W` viewed `[out, 2, n]` and unbound along the middle axis:
+/// their gradients then go back in one `stack`, where adding two `narrow`s gave each its own
+/// zero-filled `slice_backward` plus an accumulation, five kernels (launches, on a GPU) instead
+/// of one. PyTorch 2.11, 2 threads, the encoder's `[500, 1568]` weight with a batch of 200:
+/// forward and backward 2.47 ms against 2.80 for the `narrow`s and 2.43–2.55 for a `sum` over
+/// the middle axis, whose forward alone took 210 µs against 95 for the addition.
 fn skip_linear(dense: &Dense, h: &Tensor, skip: &Tensor, same: bool) -> Tensor {
     if same {
         let n = skip.size()[1];
         let w = &dense.ws;
-        skip.linear::<Tensor>(&(w.narrow(1, 0, n) + w.narrow(1, n, n)), None)
+        let out = w.size()[0];
+        let blocks = w.view([out, 2, n]).unbind(1);
+        skip.linear::<Tensor>(&(&blocks[0] + &blocks[1]), None)
     } else {
         dense.forward(&Tensor::cat(&[h, skip], 1))
     }
@@ -186,5 +195,36 @@ impl Decoder for MlpDecoder {
             h = layer.forward_t(&h, z, i == 0, train);
         }
         skip_linear(&self.logits, &h, z, self.layers.is_empty()).view([-1, 1, 28, 28])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// The first layer's shortcut is the layer it stands for, `W · concat(x, x)`: same values
+    /// and same gradients for `W` and `x`.
+    #[test]
+    fn summed_blocks_match_the_concatenated_input() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let dense = Dense::new(&(vs.root() / "dense"), 2 * 5, 4, false).unwrap();
+        let x = Tensor::randn([3, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let upstream = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        let grads = |y: Tensor| {
+            let loss = (y * &upstream).sum(Kind::Float);
+            let g = Tensor::run_backward(&[loss], &[&dense.ws, &x], false, false);
+            (g[0].copy(), g[1].copy())
+        };
+        let fast = skip_linear(&dense, &x, &x, true);
+        let literal = dense.forward(&Tensor::cat(&[&x, &x], 1));
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(max_diff(&fast, &literal) < 1e-6);
+        let (gw_fast, gx_fast) = grads(fast);
+        let (gw_lit, gx_lit) = grads(literal);
+        assert!(max_diff(&gw_fast, &gw_lit) < 1e-6, "dL/dW");
+        assert!(max_diff(&gx_fast, &gx_lit) < 1e-6, "dL/dx");
+        assert_eq!(gw_fast.size(), [4, 10]);
     }
 }
