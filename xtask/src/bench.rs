@@ -136,6 +136,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         let all: Value = serde_json::from_str(&text)?;
         return write_results(root, &all["cpu"]);
     }
+    check_only(&opts.only)?;
     bootstrap::run(layout)?;
     if opts.gpu_kit {
         return gpu_kit(root, layout);
@@ -289,6 +290,20 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         "xtask: wrote BENCHMARKS.md and BENCHMARKS.json ({:.1} min)",
         start.elapsed().as_secs_f64() / 60.0
     );
+    Ok(())
+}
+
+/// Refuses a `--only` value that selects no row (a typo would otherwise re-measure nothing and
+/// rewrite BENCHMARKS.md from the old rows).
+fn check_only(only: &[String]) -> Result<()> {
+    let keys: Vec<&str> = rows(false, false).iter().map(|r| r.key).collect();
+    for o in only {
+        ensure!(
+            keys.iter().any(|k| k.contains(o.as_str())),
+            "--only {o:?} matches no benchmark row; the rows are {}",
+            keys.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -1109,6 +1124,17 @@ mod tests {
                 .unwrap()
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn only_must_select_a_row() {
+        assert!(check_only(&[]).is_ok());
+        assert!(check_only(&["seed".into(), "cpu-default".into()]).is_ok());
+        let err = check_only(&["resnt".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("\"resnt\"") && err.contains("seed-resnet"),
+            "{err}"
         );
     }
 
