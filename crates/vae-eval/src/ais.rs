@@ -20,7 +20,10 @@
 //! `mean_c W_c` ([`AisResult::log_px_mean_log_weight`]) is a looser one. The move after the last
 //! weight update, which the original makes, cannot change `W` and is skipped, so a run makes
 //! `N − 2` moves. `log f_1 − log p_0` and its gradient are cached at the current state, so each
-//! step costs `L` gradient evaluations of the model, none of them repeated (D12).
+//! step costs `L` gradient evaluations of the model, none of them repeated (D12). The values
+//! are needed only at a trajectory's end: the `L − 1` steps before it ask for gradients alone
+//! ([`LatentModel::grad_log_prior`] for the prior start), which saves the prior's four
+//! kernels at each (a launch each on a GPU, where the small models' AIS is launch-bound).
 //!
 //! # Start densities ([`AisStart`])
 //!
@@ -713,28 +716,49 @@ struct Target<'a, M: LatentModel + ?Sized> {
 }
 
 impl<M: LatentModel + ?Sized> Target<'_, M> {
+    /// Both ends' values and gradients at `z`.
     fn eval(&self, z: &Tensor) -> Result<Eval> {
         let rows = [self.shape[0], self.shape[1]];
         let (lp0, g0) = match self.base {
             None => self.model.log_prior_and_grad(z),
-            Some((mu, log_sigma)) => {
-                let lp0 = diag_normal_log_density(z, mu, log_sigma);
-                let g0 = (mu - z) * (log_sigma * -2.0).exp();
-                (lp0, g0)
-            }
+            Some((mu, log_sigma)) => (diag_normal_log_density(z, mu, log_sigma), self.grad0(z)),
         };
-        let (lf1, g1) = match (self.start, self.posterior) {
-            (AisStart::FlowPosterior, Some(posterior)) => value_and_grad(z, |z0| {
-                let (zt, log_det) = self.model.flow(posterior, z0);
-                self.model.log_joint(self.x, &zt) + log_det
-            }),
-            _ => self.model.log_joint_and_grad(self.x, z),
-        };
+        let (lf1, g1) = self.end1(z);
         check_shape("log p_0", &lp0, &rows)?;
         check_shape("grad log p_0", &g0, &self.shape)?;
         check_shape("log_joint", &lf1, &rows)?;
         check_shape("grad log_joint", &g1, &self.shape)?;
         Ok(Eval { lp0, lf1, g0, g1 })
+    }
+
+    /// `∇ log f_β(z)` alone, `[K, G, D]`, the same tensor as `eval(z)?.grad(beta)`: the leapfrog
+    /// steps before a trajectory's last use no values, and `p_0`'s would cost kernels (four
+    /// for the standard normal prior, launches on a GPU) at each of them.
+    fn grad(&self, z: &Tensor, beta: f64) -> Result<Tensor> {
+        let g0 = self.grad0(z);
+        let (_, g1) = self.end1(z);
+        check_shape("grad log p_0", &g0, &self.shape)?;
+        check_shape("grad log_joint", &g1, &self.shape)?;
+        Ok(g0.lerp(&g1, beta))
+    }
+
+    /// `∇ log p_0(z)`.
+    fn grad0(&self, z: &Tensor) -> Tensor {
+        match self.base {
+            None => self.model.grad_log_prior(z),
+            Some((mu, log_sigma)) => (mu - z) * (log_sigma * -2.0).exp(),
+        }
+    }
+
+    /// `log f_1(z)` and its gradient.
+    fn end1(&self, z: &Tensor) -> (Tensor, Tensor) {
+        match (self.start, self.posterior) {
+            (AisStart::FlowPosterior, Some(posterior)) => value_and_grad(z, |z0| {
+                let (zt, log_det) = self.model.flow(posterior, z0);
+                self.model.log_joint(self.x, &zt) + log_det
+            }),
+            _ => self.model.log_joint_and_grad(self.x, z),
+        }
     }
 }
 
@@ -764,10 +788,13 @@ fn hmc_move<M: LatentModel + ?Sized>(
     let mut proposal = None;
     for l in 1..=hmc.leapfrog_steps {
         zp = zp.addcmul(&eps3, &v);
-        let e = target.eval(&zp)?;
-        let step = if l < hmc.leapfrog_steps { &eps3 } else { &half };
-        v = v.addcmul(step, &e.grad(beta));
-        proposal = Some(e);
+        if l < hmc.leapfrog_steps {
+            v = v.addcmul(&eps3, &target.grad(&zp, beta)?);
+        } else {
+            let e = target.eval(&zp)?;
+            v = v.addcmul(&half, &e.grad(beta));
+            proposal = Some(e);
+        }
     }
     let proposal = proposal.expect("at least one leapfrog step");
     let kinetic = |v: &Tensor| v.square().sum_dim_intlist(-1, false, Kind::Double) * 0.5;
@@ -837,6 +864,44 @@ mod tests {
 
     fn values(t: &Tensor) -> Vec<f64> {
         to_vec_f64(t).unwrap()
+    }
+
+    /// The leapfrog steps' gradient-only evaluation is the full one's gradient, to the bit, for
+    /// every start (the prior's gradient through the trait's default, by autograd, here).
+    #[test]
+    fn gradient_alone_is_the_full_evaluations_gradient() {
+        use crate::analytic::{LinearGaussian, Proposal};
+        for (start, full_covariance) in [
+            (AisStart::Prior, true),
+            (AisStart::EncoderBase, false),
+            (AisStart::FlowPosterior, true),
+        ] {
+            let proposal = Proposal {
+                mean_shift: 0.3,
+                scale: 1.5,
+                full_covariance,
+            };
+            let model = LinearGaussian::random(6, 3, 1.0, 0.5, 4, proposal);
+            let _rng = crate::rng_guard();
+            tch::manual_seed(8);
+            let x = Tensor::randn([5, 6], (Kind::Float, Device::Cpu));
+            let z = Tensor::randn([2, 5, 3], (Kind::Float, Device::Cpu));
+            let posterior = (start != AisStart::Prior).then(|| model.encode(&x));
+            let base = posterior.as_ref().map(|p| model.base(p));
+            let target = Target {
+                model: &model,
+                x: &x,
+                start,
+                posterior: posterior.as_ref(),
+                base: base.as_ref(),
+                shape: [2, 5, 3],
+            };
+            for beta in [0.0, 0.37, 1.0] {
+                let full = target.eval(&z).unwrap().grad(beta);
+                let alone = target.grad(&z, beta).unwrap();
+                assert!(alone.equal(&full), "{start:?} at β = {beta}");
+            }
+        }
     }
 
     #[test]

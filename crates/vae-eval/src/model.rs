@@ -100,6 +100,13 @@ pub trait LatentModel {
         value_and_grad(z, |z| self.log_prior(z))
     }
 
+    /// `∇ log p(z)` alone, shaped as `z`; detached. AIS asks for it at every leapfrog step but
+    /// the last, where the prior's value would go unused. Default: the gradient of
+    /// [`log_prior_and_grad`](Self::log_prior_and_grad).
+    fn grad_log_prior(&self, z: &Tensor) -> Tensor {
+        self.log_prior_and_grad(z).1
+    }
+
     /// `n` draws from the prior, `[n, D]`, using tch's global RNG. Default: `N(0, I)`.
     fn sample_prior(&self, n: i64) -> Tensor {
         Tensor::randn([n, self.latent_dim()], (self.kind(), self.device()))

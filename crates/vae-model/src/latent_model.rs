@@ -72,6 +72,10 @@ impl LatentModel for VaeLatentModel<'_> {
         (standard_normal_log_density(z), -z)
     }
 
+    fn grad_log_prior(&self, z: &Tensor) -> Tensor {
+        -z
+    }
+
     fn sample_data(&self, z: &Tensor) -> Tensor {
         self.vae.decode(z, false).sigmoid().bernoulli()
     }

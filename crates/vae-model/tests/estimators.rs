@@ -154,7 +154,8 @@ fn batched_is_equals_one_sample_per_pass() {
     }
 }
 
-/// The closed-form prior gradient `−z` the VAE's latent model gives AIS equals autograd's, and
+/// The closed-form prior gradient `−z` the VAE's latent model gives AIS (with the value, and
+/// alone for the leapfrog steps) equals autograd's, and
 /// so does the joint's gradient that AIS takes through the decoder (finite differences on one
 /// coordinate as a third opinion).
 #[test]
@@ -169,6 +170,10 @@ fn latent_model_gradients_match_autograd() {
     assert!(lp.allclose(&lp_ad, 1e-6, 1e-6, false));
     assert!(g.allclose(&g_ad, 1e-6, 1e-6, false));
     assert_eq!(g.size(), [4, 3, 8]);
+    assert!(
+        model.grad_log_prior(&z).equal(&g),
+        "the gradient alone differs"
+    );
     let (lj, gj) = model.log_joint_and_grad(&x, &z);
     let h = 1e-2;
     let bump = Tensor::zeros([4, 3, 8], (Kind::Float, Device::Cpu));
