@@ -223,8 +223,9 @@ impl Adam {
     /// hands the gradients back (`torch.autograd.grad` semantics) instead of adding each into its
     /// variable's `.grad`, and one `cat` writes them all into the buffer: no `zero_` of the
     /// buffer and no `add_` per variable, which on a GPU are a launch each (the CPU default has
-    /// 43 variables). A variable the loss does not reach gets a zero gradient, as `zero_grad`
-    /// would leave it.
+    /// 43 variables). The gradients autograd returns all live until the `cat`: the peak holds
+    /// one more copy of the gradients (11 MB for the CPU default's 2.7 M parameters). A variable
+    /// the loss does not reach gets a zero gradient, as `zero_grad` would leave it.
     pub fn backward(&mut self, loss: &Tensor) {
         if !self.flat_ready() {
             self.zero_grad();
