@@ -219,15 +219,14 @@ mod tests {
         assert!(paths.len() >= 5, "{paths:?}");
         for path in paths {
             let cfg = RunConfig::load(&path, &["train.batch_size=10".into()]).unwrap();
-            // 40 training and 10 validation images of arbitrary grey levels.
+            // 40 training and 10 validation images of arbitrary grey levels (the last 10 again
+            // as the test set); the trainer takes the split from the dataset, not the config.
             let n = 50;
             let pixels = (0..n * 784).map(|i| ((i * 7919 + i / 784 * 31) % 256) as u8);
             let all = Split {
                 pixels: pixels.collect(),
                 labels: vec![0; n],
             };
-            let mut exp = cfg.experiment();
-            exp.data.validation = 10;
             let data = Dataset::from_splits(
                 DatasetKind::Mnist,
                 all.slice(0..n),
@@ -235,7 +234,7 @@ mod tests {
                 SplitConfig { validation: 10 },
             )
             .unwrap();
-            let mut trainer = Trainer::new(exp, data, tch::Device::Cpu).unwrap();
+            let mut trainer = Trainer::new(cfg.experiment(), data, tch::Device::Cpu).unwrap();
             let _ = trainer
                 .run_epoch(&AtomicBool::new(false), Some(2), |_| {})
                 .unwrap();
