@@ -238,12 +238,12 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
         seed: 0,
         passes: IsPasses::Batched,
     };
-    // Warm-up: one image with at most 100 samples (allocator, kernels' first use).
-    let warm = IsConfig {
-        num_samples: args.k.min(100),
-        ..config.clone()
-    };
-    vae_eval::importance_sampling(&model, &x.narrow(0, 0, 1), &warm, &mut |_, _| {})?;
+    // Warm-up at every shape of the timed run (allocator, kernels' first use, on a GPU lazy
+    // module loading and cuBLAS heuristics, all paid per new shape), not at a smaller one.
+    for images in is_warmup_images(n, args.k, max_rows) {
+        let warm = x.narrow(0, 0, images as i64);
+        vae_eval::importance_sampling(&model, &warm, &config, &mut |_, _| {})?;
+    }
     sync(device);
     let start = Instant::now();
     let r = vae_eval::importance_sampling(&model, &x, &config, &mut |_, _| {})?;
@@ -258,6 +258,19 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
         "ms_per_image": ms / n as f64,
         "nll": r.nll,
     }))
+}
+
+/// The image counts of the IS warm-up calls that together meet every chunk shape of a timed
+/// call on `n` images with `k` samples and `max_rows` rows per call (vae-eval's batched chunking:
+/// `⌊max_rows / k⌋` images per chunk when `k ≤ max_rows`, else one): a full chunk, and the last,
+/// shorter one when there is one. The reference (`flowvae_ref.py bench_is`) warms up the same way.
+fn is_warmup_images(n: usize, k: usize, max_rows: usize) -> Vec<usize> {
+    let per_chunk = if k <= max_rows { max_rows / k } else { 1 };
+    let mut calls = vec![n.min(per_chunk)];
+    if n > per_chunk && n % per_chunk != 0 {
+        calls.push(n % per_chunk);
+    }
+    calls
 }
 
 fn ais(trainer: &Trainer, device: Device, args: &BenchArgs) -> Result<Value> {
@@ -278,11 +291,12 @@ fn ais(trainer: &Trainer, device: Device, args: &BenchArgs) -> Result<Value> {
         seed: 0,
         ..Default::default()
     };
+    // Warm-up: one HMC move on all the images, so at the timed run's shapes (see `is`).
     let warm = AisConfig {
         anneal_steps: 3,
         ..config.clone()
     };
-    vae_eval::ais(&model, &x.narrow(0, 0, 1), &warm, &mut |_, _| {})?;
+    vae_eval::ais(&model, &x, &warm, &mut |_, _| {})?;
     sync(device);
     let start = Instant::now();
     let r = vae_eval::ais(&model, &x, &config, &mut |_, _| {})?;
@@ -411,4 +425,22 @@ fn cpu_name(path: &Path) -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "CPU".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_warmup_images;
+
+    #[test]
+    fn is_warmup_meets_the_full_and_the_last_chunk() {
+        // 20 images per chunk: 100 images are 5 full chunks; 50 are 2 full and one of 10.
+        assert_eq!(is_warmup_images(100, 1000, 20_000), vec![20]);
+        assert_eq!(is_warmup_images(50, 1000, 20_000), vec![20, 10]);
+        // Fewer images than a chunk: the timed call is one chunk of all of them.
+        assert_eq!(is_warmup_images(7, 1000, 20_000), vec![7]);
+        // k above max_rows: one image per chunk, its samples split inside the call.
+        assert_eq!(is_warmup_images(100, 1000, 600), vec![1]);
+        // k = max_rows: one image per chunk, whole.
+        assert_eq!(is_warmup_images(3, 1000, 1000), vec![1]);
+    }
 }
