@@ -283,6 +283,16 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok());
         let order: Vec<&str> = rows(opts.quick, cuda).iter().map(|r| r.key).collect();
+        if let Some((field, was, now)) = previous
+            .as_ref()
+            .and_then(|p| setup_difference(&p["cpu"], &result))
+        {
+            eprintln!(
+                "xtask: the last BENCHMARKS.json has {field} {was}, this run {now}: its rows \
+                 are not kept, and BENCHMARKS.md shows only the --only rows (run the whole \
+                 bench for a full table)"
+            );
+        }
         result = merge_rows(previous.as_ref().map(|p| &p["cpu"]), result, &order);
     }
     write_results(root, &result)?;
@@ -307,9 +317,19 @@ fn check_only(only: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The first of device, processor, threads and mode in which two runs differ, as
+/// `(field, previous, now)`: ratios measured on another processor (this workplace's machines
+/// are not all alike) do not belong in one table.
+fn setup_difference(previous: &Value, run: &Value) -> Option<(&'static str, String, String)> {
+    ["device", "device_name", "threads", "quick"]
+        .into_iter()
+        .find(|k| previous[*k] != run[*k])
+        .map(|k| (k, previous[k].to_string(), run[k].to_string()))
+}
+
 /// `run`'s rows in the order of `order`, each row missing from `run` taken from `previous` (the
-/// last BENCHMARKS.json's run) when that was measured on the same device with the same threads
-/// and mode. Every row records when, by which command and against which matmul peak it was
+/// last BENCHMARKS.json's run) when that was measured on the same device and processor with the
+/// same threads and mode. Every row records when, by which command and against which matmul peak it was
 /// measured (`measured`, `command`, `matmul_peak`), so that a merged table can say which rows
 /// came from another run.
 fn merge_rows(previous: Option<&Value>, mut run: Value, order: &[&str]) -> Value {
@@ -328,13 +348,8 @@ fn merge_rows(previous: Option<&Value>, mut run: Value, order: &[&str]) -> Value
         }
     };
     let fresh: Vec<Value> = run["rows"].as_array().cloned().unwrap_or_default();
-    let same_setup = |p: &&Value| {
-        ["device", "threads", "quick"]
-            .iter()
-            .all(|k| p[*k] == run[*k])
-    };
     let old: Vec<Value> = previous
-        .filter(same_setup)
+        .filter(|p| setup_difference(p, &run).is_none())
         .and_then(|p| {
             let mut rows = p["rows"].as_array().cloned()?;
             rows.iter_mut().for_each(|r| stamp(r, p));
@@ -1082,12 +1097,14 @@ mod tests {
     fn only_runs_merge_into_the_previous_table() {
         let row = |key: &str, ms: f64| json!({"key": key, "title": key, "train": {"flowvae": {"median_ms": ms}}});
         let previous = json!({
-            "device": "cpu", "threads": 2, "quick": false, "generated": "old", "command": "full",
+            "device": "cpu", "device_name": "EPYC", "threads": 2, "quick": false,
+            "generated": "old", "command": "full",
             "matmul": {"flowvae": {"peak_gflops_per_s": 150.0}},
             "rows": [row("a", 1.0), row("b", 2.0), row("c", 3.0)],
         });
         let run = json!({
-            "device": "cpu", "threads": 2, "quick": false, "generated": "new", "command": "only b",
+            "device": "cpu", "device_name": "EPYC", "threads": 2, "quick": false,
+            "generated": "new", "command": "only b",
             "matmul": {"flowvae": {"peak_gflops_per_s": 160.0}},
             "rows": [row("b", 20.0)],
         });
@@ -1113,11 +1130,15 @@ mod tests {
         );
         assert!(!md.contains("b (measured"), "{md}");
 
-        let mut other = previous.clone();
-        other["threads"] = json!(16);
-        let alone = merge_rows(Some(&other), run.clone(), &["a", "b", "c"]);
-        assert_eq!(alone["rows"].as_array().unwrap().len(), 1);
-        assert!(!render_run(&alone).contains("Rows kept"));
+        for (field, value) in [("threads", json!(16)), ("device_name", json!("Xeon"))] {
+            let mut other = previous.clone();
+            other[field] = value;
+            assert_eq!(setup_difference(&other, &run).unwrap().0, field);
+            let alone = merge_rows(Some(&other), run.clone(), &["a", "b", "c"]);
+            assert_eq!(alone["rows"].as_array().unwrap().len(), 1, "{field}");
+            assert!(!render_run(&alone).contains("Rows kept"));
+        }
+        assert!(setup_difference(&previous, &run).is_none());
         assert_eq!(
             merge_rows(None, run, &["b"])["rows"]
                 .as_array()
