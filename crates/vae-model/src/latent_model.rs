@@ -5,6 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 use vae_eval::model::{standard_normal_log_density, LatentModel};
+use vae_nets::FrozenDecoder;
 
 use crate::vae::Vae;
 
@@ -30,16 +31,25 @@ fn tile(t: &Tensor, s: i64) -> Tensor {
 }
 
 /// A VAE viewed as a latent-variable model on a device.
+///
+/// The decoder is frozen when the model is made ([`Vae::freeze_decoder`]; for the MLP decoder a
+/// copy with its batch norms folded into the dense layers): make a new one after training the
+/// VAE further.
 #[derive(Debug)]
 pub struct VaeLatentModel<'a> {
     vae: &'a Vae,
+    decoder: Box<dyn FrozenDecoder + 'a>,
     device: Device,
 }
 
 impl<'a> VaeLatentModel<'a> {
     /// Wraps `vae`, whose variables live on `device`.
     pub fn new(vae: &'a Vae, device: Device) -> Self {
-        VaeLatentModel { vae, device }
+        VaeLatentModel {
+            vae,
+            decoder: vae.freeze_decoder(),
+            device,
+        }
     }
 }
 
@@ -60,7 +70,7 @@ impl LatentModel for VaeLatentModel<'_> {
 
     fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
         let (s, b) = (z.size()[0], z.size()[1]);
-        let logits = self.vae.decode(&flat(z), false);
+        let logits = self.decoder.forward(&flat(z));
         let rec = self.vae.reconstruction_loss(&logits, &tile(x, s));
         (standard_normal_log_density(z) - rec.view([s, b])).to_kind(z.kind())
     }
@@ -77,7 +87,7 @@ impl LatentModel for VaeLatentModel<'_> {
     }
 
     fn sample_data(&self, z: &Tensor) -> Tensor {
-        self.vae.decode(z, false).sigmoid().bernoulli()
+        self.decoder.forward(z).sigmoid().bernoulli()
     }
 
     fn encode(&self, x: &Tensor) -> VaePosterior {

@@ -3,7 +3,7 @@
 
 use tch::{nn, Kind, Reduction, Tensor};
 use vae_flows::{ContextPredictor, Flow};
-use vae_nets::{Decoder, Encoder};
+use vae_nets::{Decoder, Encoder, FrozenDecoder};
 
 use crate::config::{Likelihood, ModelConfig};
 use crate::error::Result;
@@ -101,6 +101,12 @@ impl Vae {
     /// Decoder logits `[B, 1, 28, 28]` for codes `z` `[B, D]`.
     pub fn decode(&self, z: &Tensor, train: bool) -> Tensor {
         self.decoder.forward_t(z, train)
+    }
+
+    /// The decoder's evaluation-mode function with the current parameters
+    /// ([`Decoder::freeze`]): what the estimators call thousands of times on a fixed model.
+    pub fn freeze_decoder(&self) -> Box<dyn FrozenDecoder + '_> {
+        self.decoder.freeze()
     }
 
     /// `−log p(x | z)` per example from logits: `[B]`, nats, in the configured form.

@@ -188,4 +188,16 @@ fn latent_model_gradients_match_autograd() {
         "finite difference {want} vs gradient {got}"
     );
     assert!(lj.allclose(&tch::no_grad(|| model.log_joint(&x, &z)), 1e-5, 1e-5, false));
+
+    // The latent model's decoder is frozen with its batch norms folded in: the same joint and
+    // gradient as the VAE's own evaluation-mode decoder and likelihood.
+    let vae = t.vae();
+    let (lj_vae, gj_vae) = vae_eval::model::value_and_grad(&z, |z| {
+        let logits = vae.decode(&z.flatten(0, 1), false);
+        let xs = x.unsqueeze(0).expand([4, 3, 1, 28, 28], false).flatten(0, 1);
+        vae_eval::model::standard_normal_log_density(z)
+            - vae.reconstruction_loss(&logits, &xs).view([4, 3])
+    });
+    assert!(lj.allclose(&lj_vae, 1e-5, 1e-4, false), "{lj} vs {lj_vae}");
+    assert!(gj.allclose(&gj_vae, 1e-4, 1e-4, false));
 }

@@ -398,6 +398,20 @@ impl BatchNorm {
         self.kernel(x, train)
     }
 
+    /// Evaluation mode as one affine map per channel, `y = x · scale + shift` with
+    /// `scale = γ / √(running_var + ε)` and `shift = β − running_mean · scale`, each `[C]`, f32,
+    /// detached: the form that folds into the preceding layer's weights and bias. Computed in
+    /// f64 from the current parameters; a later update of them does not change the result.
+    pub fn eval_affine(&self) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let f64 = |t: &Tensor| t.detach().to_kind(tch::Kind::Double);
+            let scale = f64(&self.ws) * (f64(&self.running_var) + self.settings.eps).rsqrt();
+            let shift = f64(&self.bs) - f64(&self.running_mean) * &scale;
+            let kind = self.ws.kind();
+            (scale.to_kind(kind), shift.to_kind(kind))
+        })
+    }
+
     /// Libtorch's batch-norm kernel (cuDNN's on a GPU) on `x`.
     fn kernel(&self, x: &Tensor, train: bool) -> Tensor {
         x.batch_norm(

@@ -6,7 +6,9 @@
 //! - [`Encoder`] maps binarized images `[B, 1, 28, 28]` to an [`EncoderOutput`]: the posterior
 //!   mean `mu`, the log-std `log_sigma` (offset already added) and the last hidden features `h`
 //!   that a flow's context predictor reads (the context predictor itself lives in `vae-flows`).
-//! - [`Decoder`] maps codes `[B, D]` to Bernoulli logits `[B, 1, 28, 28]`.
+//! - [`Decoder`] maps codes `[B, D]` to Bernoulli logits `[B, 1, 28, 28]`; its
+//!   [`Decoder::freeze`] gives the evaluation-mode function of the current parameters as a
+//!   [`FrozenDecoder`] (the MLP's with its batch norms folded into the dense layers).
 //! - Three families of each, chosen by [`EncoderConfig`] / [`DecoderConfig`]:
 //!   [`ResNetEncoder`] / [`ResNetDecoder`] (the original's default, `IAF_ENCODER` /
 //!   `IAF_DECODER`), [`GatedConvEncoder`] / [`GatedConvDecoder`] (`SNF_*`) and [`MlpEncoder`] /
@@ -56,7 +58,7 @@ use tch::{nn, Tensor};
 pub use config::{BatchNormSettings, DecoderConfig, EncoderConfig};
 pub use error::{Error, Result};
 pub use gated::{GatedConvDecoder, GatedConvEncoder};
-pub use mlp::{MlpDecoder, MlpEncoder};
+pub use mlp::{FrozenMlpDecoder, MlpDecoder, MlpEncoder};
 pub use resnet::{ResNetDecoder, ResNetEncoder};
 
 /// Pixels per image, `28 * 28`: the MLP networks' input and output width.
@@ -112,6 +114,35 @@ pub trait Decoder: std::fmt::Debug + Send {
     /// Panics if `z` is not `[B, D]`, and in training mode with `B = 1` where the decoder has a
     /// batch-normalized dense layer (MLP with hidden layers).
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor;
+
+    /// The evaluation-mode function `z ↦ forward_t(z, false)` with the parameters as they are
+    /// now, for code that evaluates a fixed model many times (the estimators: thousands of
+    /// decoder gradients per AIS chain). Gradients flow to `z` only.
+    ///
+    /// Default: this decoder itself in evaluation mode, borrowed (so it sees later parameter
+    /// updates). [`MlpDecoder`] returns a copy with each batch norm folded into the weights
+    /// and bias of the layer before it ([`mlp::FrozenMlpDecoder`]): fewer kernels per call, and
+    /// no batch-norm backward.
+    fn freeze(&self) -> Box<dyn FrozenDecoder + '_> {
+        Box::new(EvalMode(self))
+    }
+}
+
+/// A decoder's evaluation-mode function, from [`Decoder::freeze`].
+pub trait FrozenDecoder: std::fmt::Debug {
+    /// Codes `z`, `[B, D]`, to logits `[B, 1, 28, 28]`, as the decoder's `forward_t(z, false)`
+    /// when frozen (to rounding: a folded batch norm reorders the arithmetic). Panics as it does.
+    fn forward(&self, z: &Tensor) -> Tensor;
+}
+
+/// [`Decoder::freeze`]'s default: the decoder itself, in evaluation mode.
+#[derive(Debug)]
+struct EvalMode<'a, T: ?Sized>(&'a T);
+
+impl<T: Decoder + ?Sized> FrozenDecoder for EvalMode<'_, T> {
+    fn forward(&self, z: &Tensor) -> Tensor {
+        self.0.forward_t(z, false)
+    }
 }
 
 /// Panics unless `x` is `[B, 1, 28, 28]` (a program invariant once data is loaded).

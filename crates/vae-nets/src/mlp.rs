@@ -7,7 +7,9 @@ use tch::Tensor;
 
 use crate::config::{validate_hidden, validate_latent, validate_offset, BatchNormSettings};
 use crate::layers::{elu, expect_rank, BatchNorm, Dense};
-use crate::{check_image_input, Decoder, Encoder, EncoderOutput, Result, IMAGE_PIXELS};
+use crate::{
+    check_image_input, Decoder, Encoder, EncoderOutput, FrozenDecoder, Result, IMAGE_PIXELS,
+};
 
 /// One hidden layer `h = ELU(BN(W · concat(h, skip)))`, no bias. Paths `dense`, `bn`.
 #[derive(Debug)]
@@ -17,6 +19,16 @@ struct HiddenLayer {
 }
 
 impl HiddenLayer {
+    /// The layer's evaluation-mode pre-activation `BN(W · concat(h, skip))` as one dense layer
+    /// `W' · concat(h, skip) + b'` (`W' = diag(scale) · W`, `b' = shift`, from
+    /// [`BatchNorm::eval_affine`]); with `same`, `W'` acts on `skip` alone (see [`skip_linear`]).
+    /// Weight `[out, in]` and bias `[out]`, detached copies.
+    fn folded(&self, same: bool) -> (Tensor, Tensor) {
+        let (scale, shift) = self.bn.eval_affine();
+        let w = tch::no_grad(|| joint_weight(&self.dense, same) * scale.unsqueeze(1));
+        (w, shift)
+    }
+
     fn new(p: &nn::Path, input: i64, width: i64, bn: BatchNormSettings) -> Result<Self> {
         Ok(HiddenLayer {
             dense: Dense::new(&(p / "dense"), input, width, false)?,
@@ -51,6 +63,21 @@ fn skip_linear(dense: &Dense, h: &Tensor, skip: &Tensor, same: bool) -> Tensor {
     } else {
         dense.forward(&Tensor::cat(&[h, skip], 1))
     }
+}
+
+/// The weight that [`skip_linear`] applies, `[out, in]`: `W`, or with `same` the sum of its two
+/// column blocks; a detached copy.
+fn joint_weight(dense: &Dense, same: bool) -> Tensor {
+    tch::no_grad(|| {
+        let w = dense.ws.detach();
+        if same {
+            let out = w.size()[0];
+            let blocks = w.view([out, 2, -1]).unbind(1);
+            &blocks[0] + &blocks[1]
+        } else {
+            w.copy()
+        }
+    })
 }
 
 /// Builds hidden layers `hidden1`, `hidden2`, … for widths `hidden`, each seeing the previous
@@ -196,6 +223,64 @@ impl Decoder for MlpDecoder {
         }
         skip_linear(&self.logits, &h, z, self.layers.is_empty()).view([-1, 1, 28, 28])
     }
+
+    fn freeze(&self) -> Box<dyn FrozenDecoder + '_> {
+        Box::new(FrozenMlpDecoder {
+            hidden: (self.layers.iter().enumerate())
+                .map(|(i, layer)| layer.folded(i == 0))
+                .collect(),
+            logits: joint_weight(&self.logits, self.layers.is_empty()),
+            latent: self.latent,
+        })
+    }
+}
+
+/// [`MlpDecoder`] in evaluation mode with each batch norm folded into its dense layer, from
+/// [`Decoder::freeze`]:
+///
+/// ```text
+/// h = z
+/// for (W', b') in hidden: h = ELU(W' · concat(h, z) + b')    (the first layer: W' · z + b')
+/// logits = W_out · concat(h, z)
+/// ```
+///
+/// One `addmm` per hidden layer where the decoder runs a matrix product and a batch norm (and,
+/// backward, the batch norm's gradient): AIS takes the decoder's gradient at every leapfrog
+/// step. The tensors are copies: training the decoder further does not change them.
+#[derive(Debug)]
+pub struct FrozenMlpDecoder {
+    /// Folded weight `[out, in]` and bias `[out]` of each hidden layer.
+    hidden: Vec<(Tensor, Tensor)>,
+    /// Output weight `[784, in]`.
+    logits: Tensor,
+    latent: i64,
+}
+
+impl FrozenDecoder for FrozenMlpDecoder {
+    fn forward(&self, z: &Tensor) -> Tensor {
+        expect_rank(z, 2, "FrozenMlpDecoder input z");
+        assert_eq!(
+            z.size()[1],
+            self.latent,
+            "FrozenMlpDecoder: expected z of shape [B, {}], got {:?}",
+            self.latent,
+            z.size()
+        );
+        let joint = |h: &Tensor, first: bool| {
+            if first {
+                z.shallow_clone()
+            } else {
+                Tensor::cat(&[h, z], 1)
+            }
+        };
+        let mut h = z.shallow_clone();
+        for (i, (w, b)) in self.hidden.iter().enumerate() {
+            h = elu(&joint(&h, i == 0).linear(w, Some(b)));
+        }
+        joint(&h, self.hidden.is_empty())
+            .linear::<Tensor>(&self.logits, None)
+            .view([-1, 1, 28, 28])
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +311,80 @@ mod tests {
         assert!(max_diff(&gw_fast, &gw_lit) < 1e-6, "dL/dW");
         assert!(max_diff(&gx_fast, &gx_lit) < 1e-6, "dL/dx");
         assert_eq!(gw_fast.size(), [4, 10]);
+    }
+
+    /// A decoder whose batch norms hold running statistics and affine parameters far from
+    /// their initial values (identity maps would hide a wrong fold), after `steps` training
+    /// batches that move the running averages.
+    fn trained_decoder(hidden: &[i64], latent: i64) -> (nn::VarStore, MlpDecoder) {
+        tch::manual_seed(11);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNormSettings {
+            momentum: 0.5,
+            ..BatchNormSettings::default()
+        };
+        let dec = MlpDecoder::new(&(vs.root() / "dec"), hidden, latent, bn).unwrap();
+        tch::no_grad(|| {
+            for layer in &dec.layers {
+                let c = layer.bn.ws.size()[0];
+                let _ = layer
+                    .bn
+                    .ws
+                    .shallow_clone()
+                    .copy_(&(Tensor::rand([c], (Kind::Float, Device::Cpu)) + 0.5));
+                let _ = layer
+                    .bn
+                    .bs
+                    .shallow_clone()
+                    .copy_(&Tensor::randn([c], (Kind::Float, Device::Cpu)));
+            }
+            for _ in 0..3 {
+                let z = Tensor::randn([16, latent], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
+                let _ = dec.forward_t(&z, true);
+            }
+        });
+        (vs, dec)
+    }
+
+    /// The folded decoder is the decoder in evaluation mode: values and gradients with respect
+    /// to `z`, with zero, one and two hidden layers, and it keeps the parameters it was made from.
+    #[test]
+    fn frozen_decoder_is_the_decoder_in_evaluation_mode() {
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        for hidden in [vec![], vec![7], vec![9, 6]] {
+            let (_vs, dec) = trained_decoder(&hidden, 4);
+            let frozen = dec.freeze();
+            let z = Tensor::randn([5, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let upstream = Tensor::randn([5, 1, 28, 28], (Kind::Float, Device::Cpu));
+            let value_and_grad = |y: Tensor| {
+                let loss = (&y * &upstream).sum(Kind::Float);
+                let g = Tensor::run_backward(&[loss], &[&z], false, false);
+                (y.detach(), g[0].copy())
+            };
+            let (y_ref, g_ref) = value_and_grad(dec.forward_t(&z, false));
+            let (y, g) = value_and_grad(frozen.forward(&z));
+            assert!(
+                y_ref.abs().max().double_value(&[]) > 0.1,
+                "{hidden:?}: a trivial case"
+            );
+            assert!(max_diff(&y, &y_ref) < 1e-5, "{hidden:?}: values");
+            assert!(max_diff(&g, &g_ref) < 1e-5, "{hidden:?}: gradients");
+            if let Some(layer) = dec.layers.first() {
+                // The running statistics moved away from their initial 0 and 1.
+                assert!(layer.bn.running_mean.abs().max().double_value(&[]) > 0.1);
+                tch::no_grad(|| {
+                    let _ = layer.bn.running_mean.shallow_clone().fill_(5.0);
+                    let _ = dec.logits.ws.shallow_clone().fill_(0.0);
+                });
+                assert!(
+                    max_diff(&frozen.forward(&z), &y) < 1e-6,
+                    "{hidden:?}: frozen"
+                );
+                assert!(
+                    max_diff(&dec.forward_t(&z, false), &y) > 0.1,
+                    "{hidden:?}: not"
+                );
+            }
+        }
     }
 }
