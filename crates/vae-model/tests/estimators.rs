@@ -194,7 +194,10 @@ fn latent_model_gradients_match_autograd() {
     let vae = t.vae();
     let (lj_vae, gj_vae) = vae_eval::model::value_and_grad(&z, |z| {
         let logits = vae.decode(&z.flatten(0, 1), false);
-        let xs = x.unsqueeze(0).expand([4, 3, 1, 28, 28], false).flatten(0, 1);
+        let xs = x
+            .unsqueeze(0)
+            .expand([4, 3, 1, 28, 28], false)
+            .flatten(0, 1);
         vae_eval::model::standard_normal_log_density(z)
             - vae.reconstruction_loss(&logits, &xs).view([4, 3])
     });
