@@ -900,7 +900,8 @@ pub fn render(cpu: &Value, gpu: Option<&Value>) -> String {
          same shape). The reference computes the same ELBO as flowvae to 1e-4 nats \
          (`tests/bench_reference.rs`).\n\n\
          Times are medians over up to 5 timed repeats of several steps each (training: each \
-         repeat's time per step) or one timed run after an untimed warm-up (IS, AIS). \
+         repeat's time per step) or one timed run after an untimed warm-up at the timed run's \
+         shapes (IS, AIS: a full chunk and the last one; one AIS move on all the images). \
          `cargo xtask bench` runs each phase in rounds (3, or 2 with `--quick`; one process per \
          implementation per round; `scripts/gpu-check.sh` runs one), flowvae first in odd rounds and PyTorch first in even ones; a table shows the \
          median round's figures, and the ratio is the median of the rounds' ratios, with their \
