@@ -267,7 +267,7 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
 fn is_warmup_images(n: usize, k: usize, max_rows: usize) -> Vec<usize> {
     let per_chunk = if k <= max_rows { max_rows / k } else { 1 };
     let mut calls = vec![n.min(per_chunk)];
-    if n > per_chunk && n % per_chunk != 0 {
+    if n > per_chunk && !n.is_multiple_of(per_chunk) {
         calls.push(n % per_chunk);
     }
     calls

@@ -327,12 +327,12 @@ mod tests {
         tch::no_grad(|| {
             for layer in &dec.layers {
                 let c = layer.bn.ws.size()[0];
-                let _ = layer
+                layer
                     .bn
                     .ws
                     .shallow_clone()
                     .copy_(&(Tensor::rand([c], (Kind::Float, Device::Cpu)) + 0.5));
-                let _ = layer
+                layer
                     .bn
                     .bs
                     .shallow_clone()
