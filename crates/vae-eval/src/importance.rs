@@ -374,8 +374,11 @@ mod tests {
     }
 
     /// Same seed, same samples: the chunking (examples per call, samples per call) must not
-    /// change any number. Budgets below cover one sample per call, partial sample chunks,
-    /// several examples per call with all their samples, and everything in one call.
+    /// change any number beyond f32 rounding, which depends on the batch shape where the BLAS
+    /// picks its kernel by shape (MKL on AVX-512 machines: up to 7e-7 nats on these log-weights
+    /// of −9 to −18; a sample drawn from another stream moves them by tenths). Budgets below
+    /// cover one sample per call, partial sample chunks, several examples per call with all
+    /// their samples, and everything in one call.
     #[test]
     fn chunking_gives_identical_results() {
         let model = imperfect();
@@ -395,17 +398,37 @@ mod tests {
             let mut calls = Vec::new();
             let r =
                 importance_sampling(&model, &x, &config, &mut |d, t| calls.push((d, t))).unwrap();
-            assert_eq!(r.log_px, reference.log_px, "max_rows = {max_rows}");
-            assert_eq!(r.elbo, reference.elbo, "max_rows = {max_rows}");
-            assert_eq!(r.ess, reference.ess, "max_rows = {max_rows}");
-            assert_eq!(r.iwae, reference.iwae, "max_rows = {max_rows}");
+            // f32 rounding is ~1e-7 of each term; a relative 1e-5 leaves a margin of 10x over
+            // the largest difference seen and is 1e-4 of a change of sample.
+            let close = |a: &[f64], b: &[f64], what: &str| {
+                assert_eq!(a.len(), b.len());
+                for (u, v) in a.iter().zip(b) {
+                    let tol = 1e-5 * u.abs().max(1.0);
+                    assert!(
+                        (u - v).abs() <= tol,
+                        "max_rows = {max_rows}, {what}: {u} vs {v}"
+                    );
+                }
+            };
+            close(&r.log_px, &reference.log_px, "log p(x)");
+            close(&r.elbo, &reference.elbo, "ELBO");
+            close(&r.ess, &reference.ess, "ESS");
+            let iwae = |r: &IsResult| r.iwae.iter().map(|p| p.nll).collect::<Vec<_>>();
+            close(&iwae(&r), &iwae(&reference), "IWAE");
+            assert_eq!(
+                r.iwae.iter().map(|p| p.k).collect::<Vec<_>>(),
+                reference.iwae.iter().map(|p| p.k).collect::<Vec<_>>()
+            );
             // Progress is monotone and ends at k · B.
             assert!(calls.windows(2).all(|w| w[0].0 < w[1].0));
             assert_eq!(*calls.last().unwrap(), (250, 250));
         }
         // A different seed gives different samples.
         let other = run(&model, &x, &IsConfig { seed: 12, ..base });
-        assert_ne!(other.log_px, reference.log_px);
+        let moved = (other.log_px.iter().zip(&reference.log_px))
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0, f64::max);
+        assert!(moved > 1e-2, "another seed moved log p(x) by {moved} only");
     }
 
     /// With the exact posterior (through the affine flow) every weight is `p(x)`: this checks
