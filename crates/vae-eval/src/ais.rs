@@ -639,16 +639,13 @@ fn run_group<M: LatentModel + ?Sized>(
                 &config.hmc,
             )?;
             let acc = accept.to_kind(Kind::Double);
+            let acc_mean = acc.mean(Kind::Double);
+            let (eps_min, eps_max) = eps.aminmax(None, false);
             trace_rows.push(Tensor::stack(
-                &[
-                    acc.mean(Kind::Double),
-                    eps.mean(Kind::Double),
-                    eps.min(),
-                    eps.max(),
-                ],
+                &[&acc_mean, &eps.mean(Kind::Double), &eps_min, &eps_max],
                 0,
             ));
-            adapt.update(&acc);
+            adapt.update(&acc, &acc_mean);
         }
         progress.step();
     }
@@ -797,12 +794,15 @@ fn hmc_move<M: LatentModel + ?Sized>(
         }
     }
     let proposal = proposal.expect("at least one leapfrog step");
-    let kinetic = |v: &Tensor| v.square().sum_dim_intlist(-1, false, Kind::Double) * 0.5;
-    let h0 = -cache.log_pi(beta).to_kind(Kind::Double) + kinetic(&v0);
-    let h1 = -proposal.log_pi(beta).to_kind(Kind::Double) + kinetic(&v);
-    let log_u = Tensor::rand(h0.size(), (Kind::Double, h0.device())).log();
+    // Accept when log u ≤ H0 − H1 = log f_β(z') − log f_β(z) + (|v0|² − |v|²)/2. The f32
+    // difference of the two log-densities is exact (Sterbenz) while they are within a factor
+    // of 2, as a proposal's are; the kinetic terms are summed in f64. Thirteen kernels where
+    // the two energies in full took eighteen (launches, on a GPU).
+    let log_ratio = (proposal.log_pi(beta) - cache.log_pi(beta)).to_kind(Kind::Double);
+    let kinetic_gain = (v0.square() - v.square()).sum_dim_intlist(-1, false, Kind::Double);
+    let log_u = Tensor::rand(log_ratio.size(), (Kind::Double, log_ratio.device())).log();
     // NaN energies (a diverging trajectory) compare false: rejected.
-    let accept = (h0 - h1).ge_tensor(&log_u);
+    let accept = (log_ratio + kinetic_gain * 0.5).ge_tensor(&log_u);
     let a3 = accept.unsqueeze(-1);
     *z = zp.where_self(&a3, z);
     *cache = cache.select(&accept, &proposal);
@@ -818,12 +818,14 @@ pub(crate) struct StepSizeController {
     slowness: f64,
     min: f64,
     max: f64,
-    inc: f64,
     dec: f64,
     /// Current step size per chain, `[K, G]`, f64.
     pub(crate) step_size: Tensor,
     /// Running acceptance rate per chain, `[K, G]`, f64.
     pub(crate) avg_acceptance: Tensor,
+    /// `inc` everywhere, `[K, G]`, f64: the factor tensor is one `where` from it (a `where` of
+    /// two scalars would be f32).
+    inc_full: Tensor,
 }
 
 impl StepSizeController {
@@ -835,26 +837,28 @@ impl StepSizeController {
             slowness: hmc.acceptance_slowness,
             min: hmc.step_size_min,
             max: hmc.step_size_max,
-            inc: hmc.step_size_inc,
             dec: hmc.step_size_dec,
             step_size: full(hmc.step_size),
             avg_acceptance: full(hmc.target_acceptance),
+            inc_full: full(hmc.step_size_inc),
         }
     }
 
-    /// One simultaneous update from the move's acceptance indicators `acc` (`[K, G]`, 0.0 / 1.0).
-    pub(crate) fn update(&mut self, acc: &Tensor) {
+    /// One simultaneous update from the move's acceptance indicators `acc` (`[K, G]`, 0.0 / 1.0)
+    /// and their mean over all rows, `acc_mean` (0-dim; the trace has it already).
+    pub(crate) fn update(&mut self, acc: &Tensor, acc_mean: &Tensor) {
         let rate = match self.mode {
             StepSizeAdaptation::Fixed => return,
-            StepSizeAdaptation::Global => acc.mean(Kind::Double).expand_as(acc),
+            StepSizeAdaptation::Global => acc_mean.expand_as(acc),
             StepSizeAdaptation::PerExample => acc.mean_dim(0, true, Kind::Double).expand_as(acc),
             StepSizeAdaptation::PerChain => acc.shallow_clone(),
         };
         // Pre-move running acceptance decides the factor (simultaneous semantics).
-        let above = self.avg_acceptance.gt(self.target).to_kind(Kind::Double);
-        let factor = above * (self.inc - self.dec) + self.dec;
+        let above = self.avg_acceptance.gt(self.target);
+        let factor = self.inc_full.where_scalarother(&above, self.dec);
         self.step_size = (&self.step_size * factor).clamp(self.min, self.max);
-        self.avg_acceptance = &self.avg_acceptance * self.slowness + rate * (1.0 - self.slowness);
+        // a ← slowness · a + (1 − slowness) · rate, in one kernel.
+        self.avg_acceptance = self.avg_acceptance.lerp(&rate, 1.0 - self.slowness);
     }
 }
 
@@ -864,6 +868,11 @@ mod tests {
 
     fn values(t: &Tensor) -> Vec<f64> {
         to_vec_f64(t).unwrap()
+    }
+
+    /// One controller update from acceptance indicators, with their mean as the AIS loop gives it.
+    fn update(c: &mut StepSizeController, acc: &Tensor) {
+        c.update(acc, &acc.mean(Kind::Double));
     }
 
     /// The leapfrog steps' gradient-only evaluation is the full one's gradient, to the bit, for
@@ -909,7 +918,7 @@ mod tests {
         let hmc = HmcConfig::default();
         let mut c = StepSizeController::new(&hmc, [2, 1], Device::Cpu);
         // a = target at the start, so the first update multiplies by dec (SEED-SPEC §5.2).
-        c.update(&Tensor::from_slice(&[1.0f64, 1.0]).view([2, 1]));
+        update(&mut c, &Tensor::from_slice(&[1.0f64, 1.0]).view([2, 1]));
         for v in values(&c.step_size) {
             assert!((v - 0.01 * 0.98).abs() < 1e-15);
         }
@@ -918,7 +927,7 @@ mod tests {
             assert!((v - (0.9 * 0.65 + 0.1)).abs() < 1e-15);
         }
         // Now a > target: the next factor is inc, whatever this move's acceptance.
-        c.update(&Tensor::from_slice(&[0.0f64, 0.0]).view([2, 1]));
+        update(&mut c, &Tensor::from_slice(&[0.0f64, 0.0]).view([2, 1]));
         for v in values(&c.step_size) {
             assert!((v - 0.01 * 0.98 * 1.02).abs() < 1e-15);
         }
@@ -934,7 +943,7 @@ mod tests {
                 ..HmcConfig::default()
             };
             let mut c = StepSizeController::new(&hmc, [2, 2], Device::Cpu);
-            c.update(&acc);
+            update(&mut c, &acc);
             values(&c.avg_acceptance)
         };
         assert_eq!(run(StepSizeAdaptation::Global), vec![0.5; 4]);
@@ -959,13 +968,13 @@ mod tests {
         let all = Tensor::from_slice(&[1.0f64]).view([1, 1]);
         let none = Tensor::from_slice(&[0.0f64]).view([1, 1]);
         for _ in 0..10 {
-            c.update(&all);
+            update(&mut c, &all);
             let s = values(&c.step_size)[0];
             assert!((hmc.step_size_min..=hmc.step_size_max).contains(&s));
         }
         assert_eq!(values(&c.step_size)[0], hmc.step_size_max);
         for _ in 0..20 {
-            c.update(&none);
+            update(&mut c, &none);
         }
         assert_eq!(values(&c.step_size)[0], hmc.step_size_min);
     }
