@@ -6,8 +6,8 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::config::{validate_latent, validate_offset};
-use crate::layers::{expect_rank, Conv2d, Dense, GatedConv2d, GatedConvTranspose2d, Padding};
-use crate::{check_image_input, Decoder, Encoder, EncoderOutput, Result};
+use crate::layers::{Conv2d, Dense, GatedConv2d, GatedConvTranspose2d, Padding};
+use crate::{check_code_input, check_image_input, Decoder, Encoder, EncoderOutput, Result};
 
 /// Width of the gated encoder's last features, `|h_last|` (SEED-SPEC §3.1.2 row 7).
 pub const GATED_HIDDEN: i64 = 256;
@@ -134,14 +134,7 @@ impl GatedConvDecoder {
 
 impl Decoder for GatedConvDecoder {
     fn forward_t(&self, z: &Tensor, _train: bool) -> Tensor {
-        expect_rank(z, 2, "GatedConvDecoder input z");
-        assert_eq!(
-            z.size()[1],
-            self.latent,
-            "GatedConvDecoder: expected z of shape [B, {}], got {:?}",
-            self.latent,
-            z.size()
-        );
+        check_code_input(z, self.latent, "GatedConvDecoder");
         let mut h = z.unsqueeze(-1).unsqueeze(-1);
         for layer in &self.layers {
             h = layer.forward(&h);

@@ -145,6 +145,15 @@ impl<T: Decoder + ?Sized> FrozenDecoder for EvalMode<'_, T> {
     }
 }
 
+/// Panics unless `z` is `[B, latent]` (codes come from the program's own sampling).
+pub(crate) fn check_code_input(z: &Tensor, latent: i64, who: &str) {
+    let size = z.size();
+    assert!(
+        size.len() == 2 && size[1] == latent,
+        "{who}: expected z of shape [B, {latent}], got {size:?}"
+    );
+}
+
 /// Panics unless `x` is `[B, 1, 28, 28]` (a program invariant once data is loaded).
 pub(crate) fn check_image_input(x: &Tensor, who: &str) {
     let size = x.size();

@@ -6,9 +6,10 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::config::{validate_hidden, validate_latent, validate_offset, BatchNormSettings};
-use crate::layers::{elu, expect_rank, BatchNorm, Dense};
+use crate::layers::{elu, BatchNorm, Dense};
 use crate::{
-    check_image_input, Decoder, Encoder, EncoderOutput, FrozenDecoder, Result, IMAGE_PIXELS,
+    check_code_input, check_image_input, Decoder, Encoder, EncoderOutput, FrozenDecoder, Result,
+    IMAGE_PIXELS,
 };
 
 /// One hidden layer `h = ELU(BN(W · concat(h, skip)))`, no bias. Paths `dense`, `bn`.
@@ -209,14 +210,7 @@ impl MlpDecoder {
 
 impl Decoder for MlpDecoder {
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
-        expect_rank(z, 2, "MlpDecoder input z");
-        assert_eq!(
-            z.size()[1],
-            self.latent,
-            "MlpDecoder: expected z of shape [B, {}], got {:?}",
-            self.latent,
-            z.size()
-        );
+        check_code_input(z, self.latent, "MlpDecoder");
         let mut h = z.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward_t(&h, z, i == 0, train);
@@ -258,14 +252,7 @@ pub struct FrozenMlpDecoder {
 
 impl FrozenDecoder for FrozenMlpDecoder {
     fn forward(&self, z: &Tensor) -> Tensor {
-        expect_rank(z, 2, "FrozenMlpDecoder input z");
-        assert_eq!(
-            z.size()[1],
-            self.latent,
-            "FrozenMlpDecoder: expected z of shape [B, {}], got {:?}",
-            self.latent,
-            z.size()
-        );
+        check_code_input(z, self.latent, "FrozenMlpDecoder");
         let joint = |h: &Tensor, first: bool| {
             if first {
                 z.shallow_clone()

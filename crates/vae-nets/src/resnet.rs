@@ -6,10 +6,10 @@ use tch::Tensor;
 
 use crate::config::{validate_latent, validate_offset, BatchNormSettings};
 use crate::layers::{
-    elu, expect_rank, flatten_nhwc, nearest_double, nearest_half, BatchNorm, Conv2d,
-    ConvTranspose2d, Dense, Padding,
+    elu, flatten_nhwc, nearest_double, nearest_half, BatchNorm, Conv2d, ConvTranspose2d, Dense,
+    Padding,
 };
-use crate::{check_image_input, Decoder, Encoder, EncoderOutput, Result};
+use crate::{check_code_input, check_image_input, Decoder, Encoder, EncoderOutput, Result};
 
 /// Filters in every residual block (hard-coded in the original, SEED-SPEC §3.1.1).
 pub const FILTERS: i64 = 64;
@@ -269,14 +269,7 @@ impl ResNetDecoder {
 
 impl Decoder for ResNetDecoder {
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
-        expect_rank(z, 2, "ResNetDecoder input z");
-        assert_eq!(
-            z.size()[1],
-            self.latent,
-            "ResNetDecoder: expected z of shape [B, {}], got {:?}",
-            self.latent,
-            z.size()
-        );
+        check_code_input(z, self.latent, "ResNetDecoder");
         // Row 0: the code as a 1x1 image with D channels; row 1: 7x7 VALID transposed conv.
         let mut h = elu(&self.proj.forward(&z.unsqueeze(-1).unsqueeze(-1)));
         for block in &self.blocks {
