@@ -42,6 +42,26 @@ impl FlowBatchNorm {
         }
     }
 
+    /// Evaluation mode as `y = x · scale + shift` per channel, each `[C]` in the weights' kind,
+    /// detached: `scale = γ / √(running_var + ε)`, `shift = β − running_mean · scale` (γ = 1
+    /// and β = 0 where the layer has none). Computed in f64 from the current values.
+    pub(crate) fn eval_affine(&self) -> (Tensor, Tensor) {
+        let bn = &self.bn;
+        tch::no_grad(|| {
+            let f64 = |t: &Tensor| t.detach().to_kind(tch::Kind::Double);
+            let mut scale = (f64(&bn.running_var) + self.settings.eps).rsqrt();
+            if let Some(ws) = &bn.ws {
+                scale *= f64(ws);
+            }
+            let mut shift = -(f64(&bn.running_mean) * &scale);
+            if let Some(bs) = &bn.bs {
+                shift += f64(bs);
+            }
+            let kind = bn.running_mean.kind();
+            (scale.to_kind(kind), shift.to_kind(kind))
+        })
+    }
+
     /// `[B, C]` → `[B, C]`: batch statistics when `train`, running ones otherwise.
     ///
     /// A training-mode CPU batch of fewer than [`SERIAL_NUMEL`] values (the `m` and `s`

@@ -14,6 +14,18 @@ pub const S_BN_BETA_INIT: f64 = 3.0;
 /// Init of the `s`-output bias when the cMADE has no BN, so that `σ(s) ≈ 0.881` (§2.2, §3.4.2).
 pub const S_BIAS_INIT: f64 = 2.0;
 
+/// What one cMADE forward pass multiplies by: per masked layer (hidden layers, `m`, `s`) the
+/// weight `[n_out, n_in]` and bias, and the linear context's weight; see
+/// [`Cmade::live_params`] and [`Cmade::folded_params`].
+#[derive(Debug)]
+pub(crate) struct CmadeParams {
+    weights: Vec<Tensor>,
+    biases: Vec<Option<Tensor>>,
+    context_weight: Option<Tensor>,
+    /// The batch norms are folded into the weights and biases: skip them.
+    bn_folded: bool,
+}
+
 /// How the context enters the first hidden layer.
 #[derive(Debug)]
 enum Context {
@@ -165,6 +177,71 @@ impl Cmade {
         v
     }
 
+    /// The parameters of a forward pass as they are: `M ⊙ W` of every masked layer (in
+    /// [`masked_layers`](Self::masked_layers) order), their biases and the context weight,
+    /// with the batch norms applied separately. Computed once per
+    /// [`forward_t`](Self::forward_t); the inverse reuses them across its `D` passes.
+    pub(crate) fn live_params(&self) -> CmadeParams {
+        let layers = self.masked_layers();
+        CmadeParams {
+            weights: layers.iter().map(|l| l.masked_weight()).collect(),
+            biases: layers
+                .iter()
+                .map(|l| l.bias.as_ref().map(Tensor::shallow_clone))
+                .collect(),
+            context_weight: match &self.context {
+                Context::Linear { weight, .. } => Some(weight.shallow_clone()),
+                _ => None,
+            },
+            bn_folded: false,
+        }
+    }
+
+    /// The parameters of an evaluation-mode forward pass with every batch norm folded into the
+    /// masked layer before it: `W' = diag(scale) · (M ⊙ W)`, `b' = scale · b + shift` (and the
+    /// linear context's weight scaled as the first layer's, since its BN normalises their sum),
+    /// from [`FlowBatchNorm::eval_affine`]. Detached copies of the current values; zero where
+    /// the mask is, so the Jacobian keeps its structure.
+    pub(crate) fn folded_params(&self) -> CmadeParams {
+        tch::no_grad(|| {
+            let live = self.live_params();
+            let mut norms: Vec<Option<&FlowBatchNorm>> =
+                self.hidden_bn.iter().map(Option::as_ref).collect();
+            norms.push(self.m_bn.as_ref());
+            if let Some((_, s_bn)) = &self.s {
+                norms.push(s_bn.as_ref());
+            }
+            let affine: Vec<Option<(Tensor, Tensor)>> = norms
+                .iter()
+                .map(|bn| bn.map(FlowBatchNorm::eval_affine))
+                .collect();
+            let fold_weight = |w: &Tensor, a: &Option<(Tensor, Tensor)>| match a {
+                Some((scale, _)) => w * scale.unsqueeze(1),
+                None => w.copy(),
+            };
+            let weights = (live.weights.iter().zip(&affine))
+                .map(|(w, a)| fold_weight(w, a))
+                .collect();
+            let biases = (live.biases.iter().zip(&affine))
+                .map(|(b, a)| match (b, a) {
+                    (Some(b), Some((scale, shift))) => Some(b * scale + shift),
+                    (None, Some((_, shift))) => Some(shift.shallow_clone()),
+                    (b, None) => b.as_ref().map(Tensor::copy),
+                })
+                .collect();
+            let context_weight = live
+                .context_weight
+                .as_ref()
+                .map(|w| fold_weight(w, &affine[0]));
+            CmadeParams {
+                weights,
+                biases,
+                context_weight,
+                bn_folded: true,
+            }
+        })
+    }
+
     /// `z [B, D]`, `context [B, C]` → `(m [B, D], s [B, D])`, `s` being `None` in shift-only mode.
     ///
     /// `train` selects batch statistics (and running-average updates) or running statistics in
@@ -177,26 +254,25 @@ impl Cmade {
         context: Option<&Tensor>,
         train: bool,
     ) -> (Tensor, Option<Tensor>) {
-        self.forward_with(&self.masked_weights(), z, context, train)
+        self.forward_with(&self.live_params(), z, context, train)
     }
 
-    /// `M ⊙ W` of every masked layer, in [`masked_layers`](Self::masked_layers) order. Computed
-    /// once per [`forward_t`](Self::forward_t); the inverse reuses them across its `D` passes.
-    pub(crate) fn masked_weights(&self) -> Vec<Tensor> {
-        self.masked_layers()
-            .iter()
-            .map(|l| l.masked_weight())
-            .collect()
-    }
-
-    /// [`forward_t`](Self::forward_t) with precomputed [`masked_weights`](Self::masked_weights).
+    /// [`forward_t`](Self::forward_t) with precomputed parameters:
+    /// [`live_params`](Self::live_params), or [`folded_params`](Self::folded_params) in
+    /// evaluation mode.
+    ///
+    /// Panics on folded parameters with `train` (their batch norms are gone).
     pub(crate) fn forward_with(
         &self,
-        weights: &[Tensor],
+        params: &CmadeParams,
         z: &Tensor,
         context: Option<&Tensor>,
         train: bool,
     ) -> (Tensor, Option<Tensor>) {
+        assert!(
+            !(train && params.bn_folded),
+            "folded cMADE parameters are for evaluation mode only"
+        );
         let size = z.size();
         assert!(
             size.len() == 2 && size[1] == self.latent,
@@ -205,28 +281,24 @@ impl Cmade {
         );
         let context = self.check_context(context, size[0]);
         let bn = |x: Tensor, bn: &Option<FlowBatchNorm>| match bn {
-            Some(bn) => bn.forward_t(&x, train),
-            None => x,
+            Some(bn) if !params.bn_folded => bn.forward_t(&x, train),
+            _ => x,
         };
         let n = self.hidden.len();
-        let linear =
-            |x: &Tensor, i: usize, layer: &MaskedLinear| x.linear(&weights[i], layer.bias.as_ref());
-        let mut h = linear(z, 0, &self.hidden[0]);
-        if let (Context::Linear { weight, .. }, Some(c)) = (&self.context, context) {
+        let linear = |x: &Tensor, i: usize| x.linear(&params.weights[i], params.biases[i].as_ref());
+        let mut h = linear(z, 0);
+        if let (Some(weight), Some(c)) = (&params.context_weight, context) {
             h += c.linear::<Tensor>(weight, None);
         }
         h = bn(h, &self.hidden_bn[0]).elu();
         if let (Context::SnfLike { .. }, Some(c)) = (&self.context, context) {
             h += c;
         }
-        for (i, (layer, layer_bn)) in self.hidden.iter().zip(&self.hidden_bn).enumerate().skip(1) {
-            h = bn(linear(&h, i, layer), layer_bn).elu();
+        for (i, layer_bn) in self.hidden_bn.iter().enumerate().skip(1) {
+            h = bn(linear(&h, i), layer_bn).elu();
         }
-        let m = bn(linear(&h, n, &self.m), &self.m_bn);
-        let s = self
-            .s
-            .as_ref()
-            .map(|(s, s_bn)| bn(linear(&h, n + 1, s), s_bn));
+        let m = bn(linear(&h, n), &self.m_bn);
+        let s = self.s.as_ref().map(|(_, s_bn)| bn(linear(&h, n + 1), s_bn));
         (m, s)
     }
 

@@ -2,7 +2,7 @@
 
 use tch::{nn, Tensor};
 
-use crate::cmade::{checked_masks, Cmade};
+use crate::cmade::{checked_masks, Cmade, CmadeParams};
 use crate::config::{BatchNormSettings, FlowConfig, FlowKind};
 use crate::error::{Error, Result};
 use crate::iaf::IafStep;
@@ -121,6 +121,30 @@ impl Flow {
     ///
     /// Panics when `z` is not `[B, D]` or the context does not match, with both shapes.
     pub fn forward_t(&self, z: &Tensor, context: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+        self.compose(z, |_, step, z| step.forward_t(z, context, train))
+    }
+
+    /// The evaluation-mode flow `forward_t(·, ·, false)` with the current parameters and each
+    /// cMADE's batch norms folded into its masked layers (SEED-SPEC §2.1 places a BN after every
+    /// masked layer; in evaluation mode each is an affine map per unit): one `addmm` per layer
+    /// where there were a product and a batch-norm kernel, and the masks applied once, not per
+    /// call. For code that runs a fixed model many times (IS: `k` samples per image). The copy
+    /// does not follow later training.
+    pub fn freeze(&self) -> FrozenFlow<'_> {
+        FrozenFlow {
+            flow: self,
+            params: (self.steps().iter())
+                .map(|step| step.made().folded_params())
+                .collect(),
+        }
+    }
+
+    /// Runs the steps in order through `step_forward(t, step, z)`, summing the log-dets.
+    fn compose(
+        &self,
+        z: &Tensor,
+        step_forward: impl Fn(usize, &IafStep, &Tensor) -> (Tensor, Tensor),
+    ) -> (Tensor, Tensor) {
         let size = z.size();
         assert!(
             size.len() == 2 && size[1] == self.latent,
@@ -129,8 +153,8 @@ impl Flow {
         );
         let mut log_det = Tensor::zeros([size[0]], (z.kind(), z.device()));
         let mut z = z.shallow_clone();
-        for step in self.steps() {
-            let (z_next, step_log_det) = step.forward_t(&z, context, train);
+        for (t, step) in self.steps().iter().enumerate() {
+            let (z_next, step_log_det) = step_forward(t, step, &z);
             z = z_next;
             log_det += step_log_det;
         }
@@ -166,5 +190,25 @@ impl Flow {
         let z = self.inverse(z_out, context);
         let (_, log_det) = self.forward_t(&z, context, false);
         (z, log_det)
+    }
+}
+
+/// A [`Flow`] in evaluation mode with its batch norms folded, from [`Flow::freeze`].
+#[derive(Debug)]
+pub struct FrozenFlow<'a> {
+    flow: &'a Flow,
+    /// Each step's folded cMADE parameters.
+    params: Vec<CmadeParams>,
+}
+
+impl FrozenFlow<'_> {
+    /// As [`Flow::forward_t`]`(z, context, false)` at the time of freezing, to rounding (the
+    /// folded batch norms reorder the arithmetic): `z [B, D]`, `context [B, C]` →
+    /// `(z' [B, D], log|det ∂z'/∂z| [B])`, nats. Gradients flow to `z` and `context` only.
+    /// Panics as `forward_t` does.
+    pub fn forward(&self, z: &Tensor, context: Option<&Tensor>) -> (Tensor, Tensor) {
+        self.flow.compose(z, |t, step, z| {
+            step.forward_with(&self.params[t], z, context, false)
+        })
     }
 }

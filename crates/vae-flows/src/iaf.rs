@@ -2,7 +2,7 @@
 
 use tch::{nn, Tensor};
 
-use crate::cmade::Cmade;
+use crate::cmade::{Cmade, CmadeParams};
 use crate::config::{BatchNormSettings, FlowConfig};
 use crate::error::Result;
 use crate::mask::MaskOrder;
@@ -67,7 +67,18 @@ impl IafStep {
     ///
     /// Panics on shape or context mismatches, see [`Cmade::forward_t`].
     pub fn forward_t(&self, z: &Tensor, context: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
-        let (m, s) = self.made.forward_t(z, context, train);
+        self.forward_with(&self.made.live_params(), z, context, train)
+    }
+
+    /// [`forward_t`](Self::forward_t) with the cMADE's parameters given.
+    pub(crate) fn forward_with(
+        &self,
+        params: &CmadeParams,
+        z: &Tensor,
+        context: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, Tensor) {
+        let (m, s) = self.made.forward_with(params, z, context, train);
         match s {
             Some(s) => {
                 // 1 − σ(s) = σ(−s), without cancellation when σ(s) ≈ 1.
@@ -92,10 +103,10 @@ impl IafStep {
     /// `tch::no_grad`; since every pass is exact the autograd result is the derivative of the
     /// inverse.
     pub fn inverse(&self, z_out: &Tensor, context: Option<&Tensor>) -> Tensor {
-        let weights = self.made.masked_weights();
+        let params = self.made.live_params();
         let mut z = z_out.shallow_clone();
         for _ in 0..self.made.latent() {
-            let (m, s) = self.made.forward_with(&weights, &z, context, false);
+            let (m, s) = self.made.forward_with(&params, &z, context, false);
             z = match s {
                 Some(s) => (z_out - (-&s).sigmoid() * m) / s.sigmoid(),
                 None => z_out - m,

@@ -59,7 +59,7 @@ pub use cmade::{Cmade, S_BIAS_INIT, S_BN_BETA_INIT};
 pub use config::{BatchNormSettings, ContextMode, FlowConfig, FlowKind};
 pub use context::ContextPredictor;
 pub use error::{Error, Result};
-pub use flow::Flow;
+pub use flow::{Flow, FrozenFlow};
 pub use iaf::IafStep;
 pub use layers::MaskedLinear;
 pub use mask::{connectivity, made_masks, Mask, MaskOrder};

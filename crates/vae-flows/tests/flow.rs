@@ -736,3 +736,58 @@ fn invalid_settings_are_errors_not_panics() {
         }
     ));
 }
+
+/// The frozen flow (batch norms folded into the masked layers, `Flow::freeze`) is the flow in
+/// evaluation mode: the same outputs, log-dets and whole Jacobians (so the same triangular
+/// structure) in f64, for every variant and for BN with a linear context (whose weight folds
+/// with the first layer's); and it keeps the values it was frozen with.
+#[test]
+fn frozen_flow_is_the_flow_in_evaluation_mode() {
+    let _rng = seeded(12);
+    let d = 8;
+    let mut cases = variants(d, 3);
+    cases.push((
+        "gated, BN, linear context",
+        FlowConfig {
+            context: ContextMode::Linear,
+            context_size: 5,
+            ..small(d, 3)
+        },
+    ));
+    for (name, cfg) in cases {
+        let (vs, flow) = build(d, &cfg, true, true);
+        let frozen = flow.freeze();
+        let z = randn(&[4, d], Kind::Double);
+        let c = context_for(&flow, 4, Kind::Double);
+        let (y_ref, ld_ref) = flow.forward_t(&z, c.as_ref(), false);
+        let (y, ld) = frozen.forward(&z, c.as_ref());
+        assert!(max_abs(&(&y - &y_ref)) < 1e-10, "{name}: outputs");
+        assert!(max_abs(&(&ld - &ld_ref)) < 1e-10, "{name}: log-dets");
+        let j_ref = jacobian(&z, |z| flow.forward_t(z, c.as_ref(), false).0);
+        let j = jacobian(&z, |z| frozen.forward(z, c.as_ref()).0);
+        assert!(max_abs(&(&j - &j_ref)) < 1e-10, "{name}: Jacobians");
+        assert!(max_abs(&j_ref) > 0.1, "{name}: a trivial Jacobian");
+        if let Some(c) = &c {
+            // Gradients with respect to the context too.
+            let grad_c = |f: &dyn Fn(&Tensor) -> Tensor| {
+                let c = c.detach().set_requires_grad(true);
+                let out = f(&c).sum(Kind::Double);
+                Tensor::run_backward(&[out], &[&c], false, false)[0].copy()
+            };
+            // Outputs and log-det together: the shift-only log-det is a constant 0.
+            let w = randn(&[4, d], Kind::Double);
+            let loss = |(y, ld): (Tensor, Tensor)| (y * &w).sum_dim_intlist(-1, false, None) + ld;
+            let g_ref = grad_c(&|c| loss(flow.forward_t(&z, Some(c), false)));
+            let g = grad_c(&|c| loss(frozen.forward(&z, Some(c))));
+            assert!(max_abs(&(&g - &g_ref)) < 1e-10, "{name}: context gradients");
+        }
+        perturb(&vs);
+        let (y_later, _) = frozen.forward(&z, c.as_ref());
+        assert!(max_abs(&(&y_later - &y)) < 1e-12, "{name}: the copy moved");
+        let (y_live, _) = flow.forward_t(&z, c.as_ref(), false);
+        assert!(
+            max_abs(&(&y_live - &y)) > 1e-3,
+            "{name}: the live flow did not"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 use vae_eval::model::{standard_normal_log_density, LatentModel};
+use vae_flows::FrozenFlow;
 use vae_nets::FrozenDecoder;
 
 use crate::vae::Vae;
@@ -32,13 +33,14 @@ fn tile(t: &Tensor, s: i64) -> Tensor {
 
 /// A VAE viewed as a latent-variable model on a device.
 ///
-/// The decoder is frozen when the model is made ([`Vae::freeze_decoder`]; for the MLP decoder a
-/// copy with its batch norms folded into the dense layers): make a new one after training the
-/// VAE further.
+/// The decoder and the flow are frozen when the model is made ([`Vae::freeze_decoder`],
+/// [`Vae::freeze_flow`]: copies with their batch norms folded into the layers before them,
+/// for the MLP decoder and the IAF flow): make a new one after training the VAE further.
 #[derive(Debug)]
 pub struct VaeLatentModel<'a> {
     vae: &'a Vae,
     decoder: Box<dyn FrozenDecoder + 'a>,
+    flow: Option<FrozenFlow<'a>>,
     device: Device,
 }
 
@@ -48,6 +50,7 @@ impl<'a> VaeLatentModel<'a> {
         VaeLatentModel {
             vae,
             decoder: vae.freeze_decoder(),
+            flow: vae.freeze_flow(),
             device,
         }
     }
@@ -109,7 +112,10 @@ impl LatentModel for VaeLatentModel<'_> {
     fn flow(&self, posterior: &VaePosterior, z0: &Tensor) -> (Tensor, Tensor) {
         let (s, b, d) = (z0.size()[0], z0.size()[1], z0.size()[2]);
         let ctx = posterior.context.as_ref().map(|c| tile(c, s));
-        let (z, log_det) = self.vae.flow(&flat(z0), ctx.as_ref(), false);
+        let (z, log_det) = match &self.flow {
+            Some(flow) => flow.forward(&flat(z0), ctx.as_ref()),
+            None => self.vae.flow(&flat(z0), ctx.as_ref(), false),
+        };
         (z.view([s, b, d]), log_det.view([s, b]))
     }
 }

@@ -2,7 +2,7 @@
 //! standard normal prior and Bernoulli decoder (SEED-SPEC §2).
 
 use tch::{nn, Kind, Reduction, Tensor};
-use vae_flows::{ContextPredictor, Flow};
+use vae_flows::{ContextPredictor, Flow, FrozenFlow};
 use vae_nets::{Decoder, Encoder, FrozenDecoder};
 
 use crate::config::{Likelihood, ModelConfig};
@@ -101,6 +101,12 @@ impl Vae {
     /// Decoder logits `[B, 1, 28, 28]` for codes `z` `[B, D]`.
     pub fn decode(&self, z: &Tensor, train: bool) -> Tensor {
         self.decoder.forward_t(z, train)
+    }
+
+    /// The flow's evaluation-mode function with the current parameters and its batch norms
+    /// folded ([`Flow::freeze`]); `None` without a flow (use [`flow`](Self::flow)).
+    pub fn freeze_flow(&self) -> Option<FrozenFlow<'_>> {
+        self.flow.as_ref().map(Flow::freeze)
     }
 
     /// The decoder's evaluation-mode function with the current parameters

@@ -203,4 +203,18 @@ fn latent_model_gradients_match_autograd() {
     });
     assert!(lj.allclose(&lj_vae, 1e-5, 1e-4, false), "{lj} vs {lj_vae}");
     assert!(gj.allclose(&gj_vae, 1e-4, 1e-4, false));
+
+    // So is the flow, with its batch norms folded in: the same z and log-det as the VAE's own
+    // evaluation-mode flow.
+    let z0 = Tensor::randn([4, 3, 8], (Kind::Float, Device::Cpu));
+    let (zt, log_det) = tch::no_grad(|| model.flow(&model.encode(&x), &z0));
+    let (_, _, context) = tch::no_grad(|| vae.encode(&x, false));
+    let ctx = context.map(|c| c.unsqueeze(0).expand([4, 3, -1], false).flatten(0, 1));
+    let (zt_vae, log_det_vae) = tch::no_grad(|| vae.flow(&z0.flatten(0, 1), ctx.as_ref(), false));
+    assert!(zt.allclose(&zt_vae.view([4, 3, 8]), 1e-5, 1e-5, false));
+    assert!(log_det.allclose(&log_det_vae.view([4, 3]), 1e-5, 1e-4, false));
+    assert!(
+        log_det.abs().max().double_value(&[]) > 1e-2,
+        "an identity flow"
+    );
 }
