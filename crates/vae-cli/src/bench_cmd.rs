@@ -240,7 +240,7 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
     };
     // Warm-up at every shape of the timed run (allocator, kernels' first use, on a GPU lazy
     // module loading and cuBLAS heuristics, all paid per new shape), not at a smaller one.
-    for images in is_warmup_images(n, args.k, max_rows) {
+    for images in is_warmup_images(n, config.chunk_shape().0) {
         let warm = x.narrow(0, 0, images as i64);
         vae_eval::importance_sampling(&model, &warm, &config, &mut |_, _| {})?;
     }
@@ -261,11 +261,10 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
 }
 
 /// The image counts of the IS warm-up calls that together meet every chunk shape of a timed
-/// call on `n` images with `k` samples and `max_rows` rows per call (vae-eval's batched chunking:
-/// `⌊max_rows / k⌋` images per chunk when `k ≤ max_rows`, else one): a full chunk, and the last,
-/// shorter one when there is one. The reference (`flowvae_ref.py bench_is`) warms up the same way.
-fn is_warmup_images(n: usize, k: usize, max_rows: usize) -> Vec<usize> {
-    let per_chunk = if k <= max_rows { max_rows / k } else { 1 };
+/// call on `n` images, `per_chunk` images per chunk ([`IsConfig::chunk_shape`]): a full chunk,
+/// and the last, shorter one when there is one. The reference (`flowvae_ref.py bench_is`) warms
+/// up the same way.
+fn is_warmup_images(n: usize, per_chunk: usize) -> Vec<usize> {
     let mut calls = vec![n.min(per_chunk)];
     if n > per_chunk && !n.is_multiple_of(per_chunk) {
         calls.push(n % per_chunk);
@@ -430,17 +429,27 @@ fn cpu_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::is_warmup_images;
+    use vae_eval::{IsConfig, IsPasses};
 
     #[test]
     fn is_warmup_meets_the_full_and_the_last_chunk() {
+        let per_chunk = |k, max_rows| {
+            let config = IsConfig {
+                num_samples: k,
+                max_rows,
+                passes: IsPasses::Batched,
+                ..Default::default()
+            };
+            config.chunk_shape().0
+        };
         // 20 images per chunk: 100 images are 5 full chunks; 50 are 2 full and one of 10.
-        assert_eq!(is_warmup_images(100, 1000, 20_000), vec![20]);
-        assert_eq!(is_warmup_images(50, 1000, 20_000), vec![20, 10]);
+        assert_eq!(is_warmup_images(100, per_chunk(1000, 20_000)), vec![20]);
+        assert_eq!(is_warmup_images(50, per_chunk(1000, 20_000)), vec![20, 10]);
         // Fewer images than a chunk: the timed call is one chunk of all of them.
-        assert_eq!(is_warmup_images(7, 1000, 20_000), vec![7]);
+        assert_eq!(is_warmup_images(7, per_chunk(1000, 20_000)), vec![7]);
         // k above max_rows: one image per chunk, its samples split inside the call.
-        assert_eq!(is_warmup_images(100, 1000, 600), vec![1]);
+        assert_eq!(is_warmup_images(100, per_chunk(1000, 600)), vec![1]);
         // k = max_rows: one image per chunk, whole.
-        assert_eq!(is_warmup_images(3, 1000, 1000), vec![1]);
+        assert_eq!(is_warmup_images(3, per_chunk(1000, 1000)), vec![1]);
     }
 }

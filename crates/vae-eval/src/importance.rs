@@ -73,6 +73,19 @@ impl Default for IsConfig {
 }
 
 impl IsConfig {
+    /// `(examples, samples)` per model call: with [`IsPasses::Batched`] whole examples per
+    /// chunk when their `k` samples fit in `max_rows`, else one example in sample chunks of
+    /// `max_rows`; with [`IsPasses::OneSamplePerPass`] `max_rows` examples, one sample of each.
+    /// The last chunk of a run may hold fewer. Assumes a [validated](Self::validate) config.
+    pub fn chunk_shape(&self) -> (usize, usize) {
+        let (k, rows) = (self.num_samples, self.max_rows);
+        match self.passes {
+            IsPasses::Batched if k <= rows => (rows / k, k),
+            IsPasses::Batched => (1, rows),
+            IsPasses::OneSamplePerPass => (rows, 1),
+        }
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         if self.num_samples == 0 {
@@ -189,13 +202,7 @@ fn run<M: LatentModel + ?Sized>(
     let k = config.num_samples;
     let d = model.latent_dim();
     let (kind, device) = (model.kind(), model.device());
-    // Batched: whole examples per chunk when their k samples fit, else one example in sample
-    // chunks. One sample per pass: max_rows examples per chunk, one sample of each per call.
-    let (ex_chunk, s_chunk) = match config.passes {
-        IsPasses::Batched if k <= config.max_rows => (config.max_rows / k, k),
-        IsPasses::Batched => (1, config.max_rows),
-        IsPasses::OneSamplePerPass => (config.max_rows, 1),
-    };
+    let (ex_chunk, s_chunk) = config.chunk_shape();
     let reencode = config.passes == IsPasses::OneSamplePerPass;
     let counts = iwae_sample_counts(k);
     let mut iwae_log_px: Vec<Vec<f64>> = vec![Vec::with_capacity(b_total); counts.len()];
