@@ -329,9 +329,9 @@ fn setup_difference(previous: &Value, run: &Value) -> Option<(&'static str, Stri
 
 /// `run`'s rows in the order of `order`, each row missing from `run` taken from `previous` (the
 /// last BENCHMARKS.json's run) when that was measured on the same device and processor with the
-/// same threads and mode. Every row records when, by which command and against which matmul peak it was
-/// measured (`measured`, `command`, `matmul_peak`), so that a merged table can say which rows
-/// came from another run.
+/// same threads and mode. Every row records when, by which command and against which matmul
+/// peak it was measured (`measured`, `command`, `matmul_peak`), so that a merged table can say
+/// which rows came from another run.
 fn merge_rows(previous: Option<&Value>, mut run: Value, order: &[&str]) -> Value {
     let stamp = |row: &mut Value, from: &Value| {
         for (field, source) in [
