@@ -169,7 +169,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     let rounds = opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }).max(1);
     let mut out_rows = Vec::new();
     for row in rows(opts.quick, cuda) {
-        if !opts.only.is_empty() && !opts.only.iter().any(|o| row.key.contains(o.as_str())) {
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| selects(o, row.key)) {
             continue;
         }
         let dir = work.join(row.key);
@@ -303,13 +303,18 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Whether `--only <only>` selects the row `key`: any part of the key matches.
+fn selects(only: &str, key: &str) -> bool {
+    key.contains(only)
+}
+
 /// Refuses a `--only` value that selects no row (a typo would otherwise re-measure nothing and
 /// rewrite BENCHMARKS.md from the old rows).
 fn check_only(only: &[String]) -> Result<()> {
     let keys: Vec<&str> = rows(false, false).iter().map(|r| r.key).collect();
     for o in only {
         ensure!(
-            keys.iter().any(|k| k.contains(o.as_str())),
+            keys.iter().any(|k| selects(o, k)),
             "--only {o:?} matches no benchmark row; the rows are {}",
             keys.join(", ")
         );

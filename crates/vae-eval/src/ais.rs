@@ -285,6 +285,12 @@ impl AisConfig {
         self.schedule.validate()?;
         self.hmc.validate()
     }
+
+    /// Examples annealed together: `⌊max_rows / num_chains⌋`, at least 1 once validated. The
+    /// one statement of the grouping rule, for the run and for what a progress bar counts.
+    pub fn examples_per_group(&self) -> usize {
+        self.max_rows / self.num_chains
+    }
 }
 
 /// Which way the chains ran.
@@ -410,7 +416,7 @@ pub fn reverse_ais<M: LatentModel + ?Sized>(
 /// Annealing steps over all groups: what a progress bar counts.
 pub(crate) fn steps_total(config: &AisConfig, b: usize) -> Result<u64> {
     let betas = config.schedule.betas(config.anneal_steps)?;
-    let group = config.max_rows / config.num_chains;
+    let group = config.examples_per_group();
     Ok((b.div_ceil(group) * (betas.len() - 1)) as u64)
 }
 
@@ -461,7 +467,7 @@ pub(crate) fn run<M: LatentModel + ?Sized>(
         check_shape("z_exact", z, &[b_total as i64, d])?;
     }
     let betas = config.schedule.betas(config.anneal_steps)?;
-    let group = config.max_rows / k;
+    let group = config.examples_per_group();
 
     let mut log_weights: Vec<Vec<f64>> = Vec::with_capacity(b_total);
     let mut traces: Vec<(usize, Vec<[f64; 4]>)> = Vec::new();
