@@ -16,7 +16,7 @@ if [ ! -x "$KIT/vae" ] || [ ! -d "$KIT/data/mnist" ]; then
 fi
 TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 python3 -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("gpu-check: torch", torch.__version__, torch.cuda.get_device_name(), file=__import__("sys").stderr)'
-# libtorch's own RPATH finds the nvidia libraries once its folder is on the search path (TOOLCHAIN §4).
+# libtorch's own RPATH finds the nvidia libraries once its folder is on the search path (docs/TOOLCHAIN.md §4).
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export FLOWVAE_DATA="$KIT/data"
 export PYTHONUNBUFFERED=1

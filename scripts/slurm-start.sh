@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts a single-node Slurm on this machine, for
 # `cargo xtask sweep --backend slurm` and its test: munge, slurmctld and slurmd, with a slurm.conf
-# that describes this machine as `slurmd -C` sees it (shared/SLURM.md has the facts it rests on).
+# that describes this machine as `slurmd -C` sees it (docs/TOOLCHAIN.md §10 has the facts it rests on).
 #
 # Idempotent: a node that is already up is left alone, and a slurm.conf this script did not write
 # is never replaced. Needs root (apt-get, daemons); no systemd.

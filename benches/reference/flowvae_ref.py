@@ -393,7 +393,7 @@ def build_decoder(cfg, latent, bn):
 
 
 def block_degree(n_in, n_out, natural, last):
-    """The original's MADE mask, shape (n_in, n_out) (SEED-SPEC §3.4.1)."""
+    """The original's MADE mask, shape (n_in, n_out) (ORIGINAL §3.4.1)."""
     i = torch.arange(n_in)[:, None]
     j = torch.arange(n_out)[None, :]
     if n_out >= n_in:

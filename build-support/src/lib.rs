@@ -1,7 +1,7 @@
 //! Build-script helper shared by every flowvae crate whose tests, examples or binaries link tch.
 //!
 //! Cargo overwrites `LD_LIBRARY_PATH` for `cargo run` and `cargo test`, so an exported library path
-//! cannot make the dynamic loader find libtorch (shared/TOOLCHAIN.md §3). Instead each such crate
+//! cannot make the dynamic loader find libtorch (docs/TOOLCHAIN.md §3). Instead each such crate
 //! depends on `torch-sys` directly (which has `links = "tch"` and so exposes `DEP_TCH_LIBTORCH_LIB`
 //! to the crate's build script) and calls [`link_libtorch`] from its `build.rs`, which bakes the
 //! library folder into the executables as an RPATH. Link arguments do not propagate to dependent
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// executables (tests, examples, binaries, benches).
 ///
 /// With the `cuda` argument set, also forces `libtorch_cuda.so` into the link, which the default
-/// `--as-needed` linking would otherwise drop (shared/TOOLCHAIN.md §4). Such a binary cannot start
+/// `--as-needed` linking would otherwise drop (docs/TOOLCHAIN.md §4). Such a binary cannot start
 /// on a machine without the CUDA libraries, so callers make this opt-in with a cargo feature.
 pub fn link_libtorch(cuda: bool) {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

@@ -26,7 +26,7 @@ fn cached_wheel_converts_to_standard_mnist() {
         counts,
         [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     );
-    // Mean grey level of the 60k training images, 0.1307 (TOOLCHAIN.md §8), with /255 scaling.
+    // Mean grey level of the 60k training images, 0.1307 (docs/TOOLCHAIN.md §8), with /255 scaling.
     let pixels = &files[0].1[16..];
     let mean = pixels.iter().map(|&p| p as f64).sum::<f64>() / (pixels.len() as f64 * 255.0);
     assert!((mean - 0.1307).abs() < 5e-4, "mean {mean}");

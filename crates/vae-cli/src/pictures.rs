@@ -1,4 +1,4 @@
-//! Sample and reconstruction grids (SEED-SPEC §6.4, with D7 and D8 fixed: the trained decoder in
+//! Sample and reconstruction grids (ORIGINAL §6.4, with D7 and D8 fixed: the trained decoder in
 //! eval mode, and a fixed subset of the test set that the metrics never share an iterator with).
 
 use anyhow::Result;

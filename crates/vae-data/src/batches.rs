@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Images per batch (the original uses 200, SEED-SPEC §1.2).
+    /// Images per batch (the original uses 200, ORIGINAL §1.2).
     pub batch_size: usize,
     /// Visit the images in a new seeded order every epoch.
     pub shuffle: bool,

@@ -1,6 +1,6 @@
 //! Binarization of grey levels into Bernoulli draws, reproducible from a seed.
 //!
-//! Grey level `p = pixel / 255` as in the original (SEED-SPEC §1.3), and `x = 1` with probability `p`.
+//! Grey level `p = pixel / 255` as in the original (ORIGINAL §1.3), and `x = 1` with probability `p`.
 //! Every draw is keyed by `(seed, epoch, image index)` rather than by a running RNG, so the result
 //! does not depend on the batch size, the order of batches, the number of threads or whether a
 //! run was resumed in the middle of an epoch.
@@ -19,7 +19,7 @@ pub enum Binarization {
     /// Fresh Bernoulli draws for every image at every epoch (the original's training data).
     Dynamic,
     /// Drawn once from a recorded seed and reused at every evaluation: the default for validation
-    /// and test, so that every number is measured on the same binary images (fixes SEED-SPEC D2).
+    /// and test, so that every number is measured on the same binary images (fixes ORIGINAL D2).
     Fixed,
     /// Binarized once when loaded and then kept: a statically binarized training set.
     Static,

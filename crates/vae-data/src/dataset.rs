@@ -83,7 +83,7 @@ pub fn default_data_dir() -> PathBuf {
 ///
 /// The default holds out the **last 10 000** in file order: exactly the classic 50k/10k split of
 /// `mnist.pkl.gz`, fixed and seed-free, which fixes the original's leaky, reshuffled split
-/// (SEED-SPEC §9, D1 and D14). `validation: 0` gives the original's 60k/0 setting.
+/// (ORIGINAL §9, D1 and D14). `validation: 0` gives the original's 60k/0 setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitConfig {
@@ -156,7 +156,7 @@ impl Split {
         }
     }
 
-    /// Mean grey level, as the pixel value divided by 255 (SEED-SPEC §1.3), in [0, 1].
+    /// Mean grey level, as the pixel value divided by 255 (ORIGINAL §1.3), in [0, 1].
     pub fn mean_grey(&self) -> f64 {
         let sum: u64 = self.pixels.iter().map(|&p| p as u64).sum();
         sum as f64 / (self.pixels.len().max(1) as f64 * 255.0)

@@ -1,7 +1,7 @@
 //! Annealed importance sampling with Hamiltonian Monte Carlo transitions (AIS-HMC), with optional
 //! partial momentum refresh (HAIS, Sohl-Dickstein & Culpepper 2012), and its reverse run for BDMC.
 //!
-//! # The algorithm (SEED-SPEC §5.2, with D3, D4, D12, D13 fixed)
+//! # The algorithm (ORIGINAL §5.2, with D3, D4, D12, D13 fixed)
 //!
 //! For each example, `K` chains anneal from a normalised start density `p_0(z)` to the
 //! unnormalised target `f_1(z) = p(x, z)`, whose normaliser is `p(x)`, through
@@ -42,7 +42,7 @@
 //! test per chain on `H = −log f_β(z) + |v|²/2`. A rejected move keeps `z` and negates `v` (which
 //! only matters for `α > 0`).
 //!
-//! # Step-size adaptation (SEED-SPEC §5.2, simultaneous semantics)
+//! # Step-size adaptation (ORIGINAL §5.2, simultaneous semantics)
 //!
 //! With `a` the running acceptance rate (initially the target), after each move with step size
 //! `ε` and acceptance indicators `acc`:
@@ -113,7 +113,7 @@ pub enum StepSizeAdaptation {
 }
 
 /// The HMC transition and its step-size adaptation. Defaults are the original's constructor
-/// defaults (SEED-SPEC §5.2, hais.py).
+/// defaults (ORIGINAL §5.2, hais.py).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HmcConfig {
@@ -224,7 +224,7 @@ impl HmcConfig {
     }
 }
 
-/// Settings of [`ais()`] and [`reverse_ais`]. Defaults are the original's (SEED-SPEC §5.2), except
+/// Settings of [`ais()`] and [`reverse_ais`]. Defaults are the original's (ORIGINAL §5.2), except
 /// that the estimate is the AIS one (D3) and the adaptation is reset per group (D12).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -923,7 +923,7 @@ mod tests {
     fn step_size_rule_matches_the_original() {
         let hmc = HmcConfig::default();
         let mut c = StepSizeController::new(&hmc, [2, 1], Device::Cpu);
-        // a = target at the start, so the first update multiplies by dec (SEED-SPEC §5.2).
+        // a = target at the start, so the first update multiplies by dec (ORIGINAL §5.2).
         update(&mut c, &Tensor::from_slice(&[1.0f64, 1.0]).view([2, 1]));
         for v in values(&c.step_size) {
             assert!((v - 0.01 * 0.98).abs() < 1e-15);

@@ -10,7 +10,7 @@ use crate::error::{bad, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
-    /// The original's schedule (SEED-SPEC §5.2): `t = linspace(−radius, radius, N)`, `s = σ(t)`,
+    /// The original's schedule (ORIGINAL §5.2): `t = linspace(−radius, radius, N)`, `s = σ(t)`,
     /// `β = (s − min s) / (max s − min s)`. Dense near both ends; symmetric, so the midpoint of an
     /// odd `N` is exactly 0.5. The original's radius is 4.
     Sigmoid {
@@ -82,7 +82,7 @@ impl Schedule {
     }
 }
 
-/// The original's sigmoid schedule (SEED-SPEC §5.2) with `n ≥ 2` points, in f64.
+/// The original's sigmoid schedule (ORIGINAL §5.2) with `n ≥ 2` points, in f64.
 ///
 /// Computed as the formula says for the lower half, `β_i = (σ(t_i) − σ(−r)) / (1 − 2σ(−r))`
 /// (which equals `(s − min s) / (max s − min s)` because `σ(r) = 1 − σ(−r)`), and mirrored,
@@ -113,7 +113,7 @@ pub fn sigmoid_schedule(n: usize, radius: f64) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    /// SEED-SPEC §10.6: N points, monotone, exactly 0 to 1, midpoint 0.5 for odd N.
+    /// ORIGINAL §10.6: N points, monotone, exactly 0 to 1, midpoint 0.5 for odd N.
     fn check(schedule: &Schedule, n: usize) {
         let betas = schedule.betas(n).unwrap();
         assert_eq!(betas.len(), n.max(2), "{schedule:?} n={n}");

@@ -1,7 +1,7 @@
 //! Numerics on log-weights, in f64: max-shifted log-sum-exp, effective sample size, means with
 //! standard errors.
 
-/// `log Σ_i exp(x_i)`, shifted by the maximum (SEED-SPEC D17), in f64.
+/// `log Σ_i exp(x_i)`, shifted by the maximum (ORIGINAL D17), in f64.
 ///
 /// An empty slice gives `−inf`; so does a slice of `−inf`s. A `+inf` or NaN entry gives `+inf` or
 /// NaN; the estimators reject those before calling this.

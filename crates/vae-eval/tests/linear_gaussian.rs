@@ -197,7 +197,7 @@ fn is_nll_decreases_as_k_grows() {
             p.nll
         );
     }
-    // SEED-SPEC §10.4: −mean log w ≥ IS NLL (Jensen, per example and so on average).
+    // ORIGINAL §10.4: −mean log w ≥ IS NLL (Jensen, per example and so on average).
     assert!(r.neg_elbo >= r.nll);
     assert!(r.elbo.iter().zip(&r.log_px).all(|(e, l)| e <= l));
 }
@@ -226,7 +226,7 @@ fn ais_from_the_prior_converges_to_the_exact_value() {
     // The run is long enough for the 0.05-nat claim to be meaningful, and meets it.
     assert!(bound < 0.05, "derived error bound {bound}");
     assert!(err.abs() < bound, "error {err} vs bound {bound}");
-    // SEED-SPEC §10.5: the original's mean-of-log-weights NLL is ≥ the AIS NLL (Jensen).
+    // ORIGINAL §10.5: the original's mean-of-log-weights NLL is ≥ the AIS NLL (Jensen).
     assert!(r.nll_mean_log_weight >= r.nll);
     assert!(r
         .log_px_mean_log_weight

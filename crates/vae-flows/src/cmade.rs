@@ -1,4 +1,4 @@
-//! The conditional MADE of one flow step (SEED-SPEC §3.4.2).
+//! The conditional MADE of one flow step (ORIGINAL §3.4.2).
 
 use tch::nn;
 use tch::Tensor;
@@ -43,7 +43,7 @@ enum Context {
 
 /// A conditional MADE: maps `z [B, D]` (and a context `[B, C]`) to the shift `m [B, D]` and the
 /// gate pre-activation `s [B, D]`, with output `b` depending only on the latents before `b` in its
-/// [`MaskOrder`] (SEED-SPEC §3.4.2).
+/// [`MaskOrder`] (ORIGINAL §3.4.2).
 ///
 /// ```text
 /// h  = ELU([BN]((M0 ⊙ W0) z [+ W_c c]))  [+ c]      first hidden layer, context per mode

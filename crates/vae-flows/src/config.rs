@@ -1,10 +1,10 @@
-//! Flow and batch-norm settings, serde-ready, with the original's defaults (SEED-SPEC §3.4.4).
+//! Flow and batch-norm settings, serde-ready, with the original's defaults (ORIGINAL §3.4.4).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Which flow refines the posterior (the original's `flow_type`, SEED-SPEC §3.4).
+/// Which flow refines the posterior (the original's `flow_type`, ORIGINAL §3.4).
 ///
 /// "No flow" (`flow_params = None`) is not a kind: callers hold an `Option<FlowConfig>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ pub enum FlowKind {
     Identity,
 }
 
-/// How each cMADE receives the context vector (SEED-SPEC §3.4.2).
+/// How each cMADE receives the context vector (ORIGINAL §3.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContextMode {
@@ -31,7 +31,7 @@ pub enum ContextMode {
     Linear,
 }
 
-/// Flow hyperparameters. Defaults are the original's (SEED-SPEC §3.4.4).
+/// Flow hyperparameters. Defaults are the original's (ORIGINAL §3.4.4).
 ///
 /// ```
 /// let cfg = vae_flows::FlowConfig { batch_norm: false, ..Default::default() };
@@ -139,7 +139,7 @@ impl FlowConfig {
 
     /// Trainable parameters of one IAF step for latent size `latent`, counted from the layer
     /// list: every masked weight matrix in full (the masked-out entries are stored, as in the
-    /// original), BN γ and β but not the running statistics (SEED-SPEC §3.3). 0 for the identity
+    /// original), BN γ and β but not the running statistics (ORIGINAL §3.3). 0 for the identity
     /// flow. Meaningful for a config that passes [`validate`](Self::validate).
     ///
     /// The default config with `D = 64` gives 4 062 976.
@@ -164,7 +164,7 @@ impl FlowConfig {
     }
 
     /// Trainable parameters of the whole flow: `layers` × [`parameters_per_layer`]. The default
-    /// config with `D = 64` gives 32 503 808 (SEED-SPEC §3.3).
+    /// config with `D = 64` gives 32 503 808 (ORIGINAL §3.3).
     ///
     /// [`parameters_per_layer`]: Self::parameters_per_layer
     pub fn parameter_count(&self, latent: i64) -> i64 {
@@ -173,12 +173,12 @@ impl FlowConfig {
 }
 
 /// Batch-norm settings shared by every BN layer in the flow and the context predictor
-/// (SEED-SPEC §2.1). The original uses TF-contrib BN with decay 0.999 and ε = 1e-3.
+/// (ORIGINAL §2.1). The original uses TF-contrib BN with decay 0.999 and ε = 1e-3.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchNormSettings {
     /// Running-average momentum in PyTorch's convention, `moving = (1 − m)·moving + m·batch`.
-    /// TF decay 0.999 is momentum 0.001 (shared/TOOLCHAIN.md §5). Default 0.001.
+    /// TF decay 0.999 is momentum 0.001 (docs/TOOLCHAIN.md §5). Default 0.001.
     pub momentum: f64,
     /// ε added to the variance. Default 1e-3.
     pub eps: f64,

@@ -1,4 +1,4 @@
-//! The encoder-side context predictor (SEED-SPEC §3.1).
+//! The encoder-side context predictor (ORIGINAL §3.1).
 
 use tch::nn;
 use tch::Tensor;
@@ -8,7 +8,7 @@ use crate::config::BatchNormSettings;
 use crate::error::{Error, Result};
 use crate::layers::glorot;
 
-/// `context = BN(W_ctx · h_last)`: no bias, no activation (SEED-SPEC §3.1). Computed once per
+/// `context = BN(W_ctx · h_last)`: no bias, no activation (ORIGINAL §3.1). Computed once per
 /// input and fed to every flow step.
 ///
 /// Variables: `<p>.fc.weight` (`[context_size, in_features]`, Glorot uniform) and `<p>.bn.*`

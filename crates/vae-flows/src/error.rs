@@ -6,11 +6,11 @@ use crate::mask::MaskOrder;
 ///
 /// Every variant carries the offending numbers, so a message says what to change in the config.
 /// Forward passes do not return errors: by then shapes are program invariants and a mismatch
-/// panics with the expected and actual sizes (shared/STYLE.md item 5).
+/// panics with the expected and actual sizes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Two consecutive cMADE widths do not divide each other (SEED-SPEC §3.4.1, divisibility rule).
+    /// Two consecutive cMADE widths do not divide each other (ORIGINAL §3.4.1, divisibility rule).
     #[error(
         "cMADE widths {n_in} and {n_out} (mask {layer}) don't evenly divide each other: the larger \
          must be an integer multiple of the smaller to construct suitable masks"
@@ -24,7 +24,7 @@ pub enum Error {
         n_out: usize,
     },
     /// The masks built for `units` are not strictly triangular, so the flow would not be
-    /// autoregressive. The original checks this at build time too (SEED-SPEC §3.4.1); it happens
+    /// autoregressive. The original checks this at build time too (ORIGINAL §3.4.1); it can happen
     /// for pairwise-divisible widths whose hidden sizes are not multiples of the latent size,
     /// e.g. `[64, 32, 64, 64]`.
     #[error(
@@ -42,7 +42,7 @@ pub enum Error {
         output: usize,
     },
     /// SNF-like context is added unprojected to the first hidden layer, so both widths must match
-    /// (SEED-SPEC §3.4.2 (a); the original asserts the same).
+    /// (ORIGINAL §3.4.2 (a); the original asserts the same).
     #[error(
         "SNF-like context needs context_size == first cMADE hidden width, got context_size \
          {context_size} and hidden[0] = {first_hidden}; set them equal or use `context: linear`"

@@ -14,7 +14,7 @@ enum Layers {
     Identity(usize),
 }
 
-/// The posterior flow `z0 → zT` (SEED-SPEC §2, §3.4): `layers` [`IafStep`]s, step `t` using
+/// The posterior flow `z0 → zT` (ORIGINAL §2, §3.4): `layers` [`IafStep`]s, step `t` using
 /// [`MaskOrder::for_layer`]`(t)` (natural, reversed, natural, …; the latent is never permuted), each
 /// with its own cMADE and the same context; or `layers` identity layers.
 ///
@@ -125,7 +125,7 @@ impl Flow {
     }
 
     /// The evaluation-mode flow `forward_t(·, ·, false)` with the current parameters and each
-    /// cMADE's batch norms folded into its masked layers (SEED-SPEC §2.1 places a BN after every
+    /// cMADE's batch norms folded into its masked layers (ORIGINAL §3.4.2 places a BN after every
     /// masked layer; in evaluation mode each is an affine map per unit): one `addmm` per layer
     /// where there were a product and a batch-norm kernel, and the masks applied once, not per
     /// call. For code that runs a fixed model many times (IS: `k` samples per image). The copy

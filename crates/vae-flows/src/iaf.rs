@@ -1,4 +1,4 @@
-//! One IAF step: the gated update or the shift-only update (SEED-SPEC §3.4.3).
+//! One IAF step: the gated update or the shift-only update (ORIGINAL §3.4.3).
 
 use tch::{nn, Tensor};
 
@@ -7,7 +7,7 @@ use crate::config::{BatchNormSettings, FlowConfig};
 use crate::error::Result;
 use crate::mask::MaskOrder;
 
-/// One inverse autoregressive flow step around its own [`Cmade`] (SEED-SPEC §3.4.3).
+/// One inverse autoregressive flow step around its own [`Cmade`] (ORIGINAL §3.4.3).
 ///
 /// Gated (default):
 ///
@@ -98,7 +98,7 @@ impl IafStep {
     /// Sequential fixed-point pass: starting from `z = z_out`, repeat `D` times
     /// `z ← (z_out − σ(−s(z)) ⊙ m(z)) / σ(s(z))` (shift-only: `z ← z_out − m(z)`). After pass
     /// `k` the first `k` latents in the step's order are exact, so `D` passes give the exact
-    /// inverse (SEED-SPEC D4). Cost: `D` cMADE evaluations, i.e. `D` times a forward pass,
+    /// inverse (ORIGINAL D4). Cost: `D` cMADE evaluations, i.e. `D` times a forward pass,
     /// batched over examples. Gradients flow through it unless the caller wraps it in
     /// `tch::no_grad`; since every pass is exact the autograd result is the derivative of the
     /// inverse.

@@ -6,7 +6,7 @@ use tch::{nn, Kind, Tensor};
 use crate::error::Result;
 use crate::mask::Mask;
 
-/// Glorot/Xavier uniform, `U(−a, a)` with `a = sqrt(6 / (fan_in + fan_out))` (SEED-SPEC §2.2).
+/// Glorot/Xavier uniform, `U(−a, a)` with `a = sqrt(6 / (fan_in + fan_out))` (ORIGINAL §2.2).
 pub(crate) fn glorot(fan_in: i64, fan_out: i64) -> nn::Init {
     let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
     nn::Init::Uniform { lo: -a, up: a }
@@ -16,7 +16,7 @@ pub(crate) fn glorot(fan_in: i64, fan_out: i64) -> nn::Init {
 /// `y = x · (M ⊙ W) + b`, computed as tch's `x.linear(W ⊙ Mᵀ, b)`.
 ///
 /// **Invariant:** the stored `weight` is the full, unmasked `[n_out, n_in]` matrix (Glorot
-/// initialised on the full matrix, SEED-SPEC §2.2, and counted in full by §3.3); the mask is
+/// initialised on the full matrix, ORIGINAL §2.2, and counted in full by §3.3); the mask is
 /// applied in every forward, so masked-out entries never influence the output whatever an
 /// optimizer (Adam, weight decay) does to them, and their gradient is exactly zero. The mask is
 /// not a variable of the `VarStore`: checkpoints hold only the weights, and the mask is rebuilt

@@ -1,6 +1,6 @@
 //! Inverse autoregressive flows (IAF) for flow-VAE posteriors, on tch: the original's cMADE masks,
 //! conditional MADEs with batch norm and context, gated and shift-only IAF steps, and the
-//! encoder-side context predictor (SEED-SPEC §3.1, §3.4). This crate knows nothing about datasets,
+//! encoder-side context predictor (ORIGINAL §3.1, §3.4). This crate knows nothing about datasets,
 //! encoders or decoders.
 //!
 //! # Brief overview

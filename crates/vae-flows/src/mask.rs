@@ -1,4 +1,4 @@
-//! cMADE masks by the original's block-degree rule (SEED-SPEC §3.4.1), in plain Rust.
+//! cMADE masks by the original's block-degree rule (ORIGINAL §3.4.1), in plain Rust.
 //!
 //! A [`Mask`] has shape `(n_in, n_out)`, as in the spec: entry `[i, j]` is `true` when input unit
 //! `i` feeds output unit `j`, and a layer computes `y = x · (M ⊙ W)` for a row vector `x`. (The
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The autoregressive direction of one flow layer. The latent vector is never permuted; only the
-/// direction flips from layer to layer (SEED-SPEC §3.4.1, "Ordering across layers").
+/// direction flips from layer to layer (ORIGINAL §3.4.1, "Ordering across layers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskOrder {
@@ -80,7 +80,7 @@ impl Mask {
         Ok(Mask { n_in, n_out, bits })
     }
 
-    /// One mask of the block-degree rule (SEED-SPEC §3.4.1). `last` selects the final
+    /// One mask of the block-degree rule (ORIGINAL §3.4.1). `last` selects the final
     /// hidden → latent rule, which is strict; the others are not.
     ///
     /// The caller guarantees that the larger of `n_in`, `n_out` is a multiple of the smaller.
@@ -269,7 +269,7 @@ impl Mask {
     }
 }
 
-/// The masks of one cMADE, `units = [D, h1, …, hL, D]` (SEED-SPEC §3.4.1): one mask per
+/// The masks of one cMADE, `units = [D, h1, …, hL, D]` (ORIGINAL §3.4.1): one mask per
 /// consecutive pair, the last one with the strict "last" rule. Both output heads (`m` and `s`)
 /// share the last mask.
 ///

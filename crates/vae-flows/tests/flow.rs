@@ -1,4 +1,4 @@
-//! Flow checks of SEED-SPEC §3.4 and §10.2: the autoregressive Jacobian of every cMADE, the
+//! Flow checks of ORIGINAL §3.4 and §10.2: the autoregressive Jacobian of every cMADE, the
 //! log-det against an autograd Jacobian, the inverse, the initial near-identity, eval-mode
 //! independence from the batch, parameter counts and errors.
 //!
@@ -14,7 +14,7 @@ use vae_flows::{
     IafStep, MaskOrder,
 };
 
-/// libtorch has one global RNG (shared/TOOLCHAIN.md §5) and the test harness runs tests on
+/// libtorch has one global RNG (docs/TOOLCHAIN.md §5) and the test harness runs tests on
 /// several threads, so every test holds this lock while it seeds and draws: results reproduce
 /// whatever the thread count.
 static RNG: Mutex<()> = Mutex::new(());
@@ -153,7 +153,7 @@ fn max_abs(t: &Tensor) -> f64 {
 
 /// Asserts that `j` (`[B, D, D]`, output × input) is exactly zero wherever `order` forbids the
 /// dependence (input at or after output), and non-zero for every allowed pair in some example:
-/// with hidden widths that are multiples of D the dependence is exact (SEED-SPEC §3.4.1).
+/// with hidden widths that are multiples of D the dependence is exact (ORIGINAL §3.4.1).
 fn assert_autoregressive(j: &Tensor, order: MaskOrder, what: &str) {
     let d = j.size()[1] as usize;
     // dep[b * d + a] = max over examples of |∂y_b/∂z_a|.

@@ -1,4 +1,4 @@
-//! Mask construction checks of SEED-SPEC §3.4.1 and §10.1, kept as the original kept them at build
+//! Mask construction checks of ORIGINAL §3.4.1 and §10.1, kept as the original kept them at build
 //! time: for both orders, the products of the masks are strictly triangular, they differ, and
 //! their elementwise product is all zeros.
 

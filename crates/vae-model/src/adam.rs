@@ -1,8 +1,8 @@
 //! Adam over tch tensors with state that can be saved and restored.
 //!
 //! tch's `nn::Optimizer` wraps an opaque C++ optimizer whose moments and step cannot be read or
-//! written (shared/TOOLCHAIN.md §5), so a resumable run needs its own Adam. This one applies TF's
-//! update by default (SEED-SPEC §4.3): `lr_t = lr √(1−β2^t)/(1−β1^t)`,
+//! written (docs/TOOLCHAIN.md §5), so a resumable run needs its own Adam. This one applies TF's
+//! update by default (ORIGINAL §4.3): `lr_t = lr √(1−β2^t)/(1−β1^t)`,
 //! `θ −= lr_t m / (√v + ε)`; PyTorch's placement of ε (on the bias-corrected `√v̂`) is available
 //! to compare with tch's Adam.
 //!

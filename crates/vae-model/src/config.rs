@@ -1,4 +1,4 @@
-//! Model, data and training settings, serde-ready, with the original's defaults (SEED-SPEC §7).
+//! Model, data and training settings, serde-ready, with the original's defaults (ORIGINAL §7).
 
 use serde::{Deserialize, Serialize};
 use vae_data::{Binarization, DatasetKind};
@@ -11,14 +11,14 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Likelihood {
-    /// `Σ [x ℓ − softplus(ℓ)]` on logits: exact and stable (fixes SEED-SPEC D9). The default.
+    /// `Σ [x ℓ − softplus(ℓ)]` on logits: exact and stable (fixes ORIGINAL D9). The default.
     Logits,
-    /// The original's `−Σ log clip(lik, 1e-10, 1 − 1e-10)` on sigmoid probabilities (SEED-SPEC
+    /// The original's `−Σ log clip(lik, 1e-10, 1 − 1e-10)` on sigmoid probabilities (ORIGINAL
     /// §4.1): a wrong, saturated pixel costs a flat 23.03 nats and gets no gradient. For fidelity.
     ClippedProbabilities,
 }
 
-/// Batch-norm constants used by every BN layer of the encoder, flow and decoder (SEED-SPEC §2.1).
+/// Batch-norm constants used by every BN layer of the encoder, flow and decoder (ORIGINAL §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchNorm {
@@ -55,19 +55,19 @@ impl BatchNorm {
     }
 }
 
-/// The VAE's architecture. Defaults are the original's run_script.py (SEED-SPEC §7).
+/// The VAE's architecture. Defaults are the original's run_script.py (ORIGINAL §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Latent units `D` (`num_latent_units`, 64).
     pub latent: i64,
-    /// Added to the encoder's log-std output (`approx_post_offset`, −3.0, SEED-SPEC §3.1).
+    /// Added to the encoder's log-std output (`approx_post_offset`, −3.0, ORIGINAL §3.1).
     pub log_sigma_offset: f64,
     /// Encoder family (`IAF_ENCODER` = `resnet`).
     pub encoder: EncoderConfig,
     /// Decoder family (`IAF_DECODER` = `resnet`).
     pub decoder: DecoderConfig,
-    /// The posterior flow; `null` for none (SEED-SPEC §3.4).
+    /// The posterior flow; `null` for none (ORIGINAL §3.4).
     pub flow: Option<FlowConfig>,
     /// BN constants.
     pub batch_norm: BatchNorm,
@@ -96,11 +96,11 @@ pub struct DataConfig {
     /// `mnist` or `fashion-mnist`.
     pub dataset: DatasetKind,
     /// Training images held out for validation (the last ones of the training file). The
-    /// original has none (SEED-SPEC D1); model selection needs them.
+    /// original has none (ORIGINAL D1); model selection needs them.
     pub validation: usize,
     /// Binarization of training batches (`dynamic` as in the original, or `static`).
     pub train_binarization: Binarization,
-    /// Seed of the fixed binarization of the validation and test sets (SEED-SPEC D2). Keep it
+    /// Seed of the fixed binarization of the validation and test sets (ORIGINAL D2). Keep it
     /// at its default to compare numbers across runs on the identical binary test set.
     pub eval_binarization_seed: u64,
 }
@@ -116,7 +116,7 @@ impl Default for DataConfig {
     }
 }
 
-/// Adam's constants (TF defaults, SEED-SPEC §4.3).
+/// Adam's constants (TF defaults, ORIGINAL §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamConfig {
@@ -138,7 +138,7 @@ impl Default for AdamConfig {
     }
 }
 
-/// Optimisation and schedule settings (SEED-SPEC §4.3).
+/// Optimisation and schedule settings (ORIGINAL §4.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {

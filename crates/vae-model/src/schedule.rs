@@ -1,4 +1,4 @@
-//! KL warm-up and learning-rate schedules, both step functions of completed epochs (SEED-SPEC §4.3).
+//! KL warm-up and learning-rate schedules, both step functions of completed epochs (ORIGINAL §4.3).
 
 use crate::config::TrainConfig;
 
@@ -26,7 +26,7 @@ mod tests {
 
     #[test]
     fn original_schedule_points() {
-        // SEED-SPEC §10.8: w(epoch 1) = 0, w(epoch 201) = 1, lr(epoch 801) = 5e-4 (1-based epochs,
+        // ORIGINAL §10.8: w(epoch 1) = 0, w(epoch 201) = 1, lr(epoch 801) = 5e-4 (1-based epochs,
         // so epochs_done = epoch - 1).
         let cfg = TrainConfig::default();
         assert_eq!(warmup(&cfg, 0), 0.0);

@@ -1,4 +1,4 @@
-//! The ELBO that `Vae` assembles equals the formula of SEED-SPEC §4, recomputed here in f64 from
+//! The ELBO that `Vae` assembles equals the formula of ORIGINAL §4, recomputed here in f64 from
 //! the networks' raw outputs.
 
 use tch::{nn, Device, Kind, Tensor};

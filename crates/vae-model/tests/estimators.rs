@@ -119,7 +119,7 @@ fn ais_is_tighter_than_the_elbo_and_is_tightens_with_k() {
 #[test]
 fn batched_is_equals_one_sample_per_pass() {
     // The original draws one sample per image per pass and re-runs the encoder each time
-    // (SEED-SPEC §5.1, D6). Reproduce that loop by hand with the model's own pieces and check that
+    // (ORIGINAL §5.1, D6). Reproduce that loop by hand with the model's own pieces and check that
     // the batched estimator computes the same per-image log-weights' log-mean-exp.
     let t = trained();
     let model = VaeLatentModel::new(t.vae(), Device::Cpu);

@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Which encoder family to build (SEED-SPEC §3.1).
+/// Which encoder family to build (ORIGINAL §3.1).
 ///
 /// In JSON: `{"type": "resnet"}`, `{"type": "gated_conv"}` or `{"type": "mlp", "hidden": [1000,
 /// 1000, 1000]}`. `hidden` has no default, as in the original (`nn_hidden_layers` is required for
-/// `NONCONV_ENCODER`); an empty list is valid and makes `h_last = x` (SEED-SPEC §3.1.3).
+/// `NONCONV_ENCODER`); an empty list is valid and makes `h_last = x` (ORIGINAL §3.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -18,11 +18,11 @@ use crate::error::{Error, Result};
     from = "EncoderRepr"
 )]
 pub enum EncoderConfig {
-    /// `IAF_ENCODER`: the ResNet CNN, the original's default (SEED-SPEC §3.1.1).
+    /// `IAF_ENCODER`: the ResNet CNN, the original's default (ORIGINAL §3.1.1).
     Resnet,
-    /// `SNF_ENCODER`: gated convolutions, no BN, no residuals (SEED-SPEC §3.1.2).
+    /// `SNF_ENCODER`: gated convolutions, no BN, no residuals (ORIGINAL §3.1.2).
     GatedConv,
-    /// `NONCONV_ENCODER`: an MLP with the input concatenated to every layer (SEED-SPEC §3.1.3).
+    /// `NONCONV_ENCODER`: an MLP with the input concatenated to every layer (ORIGINAL §3.1.3).
     Mlp {
         /// Hidden widths, in order (the original's `nn_hidden_layers`; `[1000, 1000, 1000]` is
         /// the width suggested there). Each must be at least 1.
@@ -30,7 +30,7 @@ pub enum EncoderConfig {
     },
 }
 
-/// Which decoder family to build (SEED-SPEC §3.2). Same JSON shape as [`EncoderConfig`].
+/// Which decoder family to build (ORIGINAL §3.2). Same JSON shape as [`EncoderConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -39,11 +39,11 @@ pub enum EncoderConfig {
     from = "DecoderRepr"
 )]
 pub enum DecoderConfig {
-    /// `IAF_DECODER`: the ResNet CNN with two upsampling blocks, the default (SEED-SPEC §3.2.1).
+    /// `IAF_DECODER`: the ResNet CNN with two upsampling blocks, the default (ORIGINAL §3.2.1).
     Resnet,
-    /// `SNF_DECODER`: gated transposed convolutions, no BN (SEED-SPEC §3.2.2).
+    /// `SNF_DECODER`: gated transposed convolutions, no BN (ORIGINAL §3.2.2).
     GatedConv,
-    /// `NONCONV_DECODER`: an MLP with the code concatenated to every layer (SEED-SPEC §3.2.3).
+    /// `NONCONV_DECODER`: an MLP with the code concatenated to every layer (ORIGINAL §3.2.3).
     Mlp {
         /// Hidden widths, in order; may be empty (then the logits are a linear function of
         /// `concat(z, z)`). Each must be at least 1.
@@ -92,14 +92,14 @@ impl From<DecoderRepr> for DecoderConfig {
 }
 
 impl Default for EncoderConfig {
-    /// The original's default, `IAF_ENCODER` (SEED-SPEC §7).
+    /// The original's default, `IAF_ENCODER` (ORIGINAL §7).
     fn default() -> Self {
         EncoderConfig::Resnet
     }
 }
 
 impl Default for DecoderConfig {
-    /// The original's default, `IAF_DECODER` (SEED-SPEC §7).
+    /// The original's default, `IAF_DECODER` (ORIGINAL §7).
     fn default() -> Self {
         DecoderConfig::Resnet
     }
@@ -139,7 +139,7 @@ impl DecoderConfig {
     }
 }
 
-/// Batch-normalization constants shared by every BN layer of a network (SEED-SPEC §2.1).
+/// Batch-normalization constants shared by every BN layer of a network (ORIGINAL §2.1).
 ///
 /// The original hard-codes them; they are exposed here only so that experiments can vary them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -147,9 +147,9 @@ impl DecoderConfig {
 pub struct BatchNormSettings {
     /// Weight of the new batch statistic in the running averages:
     /// `running = (1 - momentum) * running + momentum * batch`. The original's TF decay 0.999 is
-    /// momentum 0.001 (SEED-SPEC §2.1, shared/TOOLCHAIN.md §5). Valid range `(0, 1]`.
+    /// momentum 0.001 (ORIGINAL §2.1, docs/TOOLCHAIN.md §5). Valid range `(0, 1]`.
     pub momentum: f64,
-    /// Added to the variance before the square root; 1e-3 in the original (SEED-SPEC §2.1).
+    /// Added to the variance before the square root; 1e-3 in the original (ORIGINAL §2.1).
     /// Must be finite and `> 0`.
     pub eps: f64,
 }
@@ -193,7 +193,7 @@ pub(crate) fn validate_latent(latent: i64) -> Result<()> {
     Ok(())
 }
 
-/// Checks the log-std offset: any finite number (the original uses -3.0, SEED-SPEC §3.1).
+/// Checks the log-std offset: any finite number (the original uses -3.0, ORIGINAL §3.1).
 pub(crate) fn validate_offset(log_sigma_offset: f64) -> Result<()> {
     if !log_sigma_offset.is_finite() {
         return Err(Error::bad(

@@ -3,7 +3,7 @@
 /// Everything that can go wrong while building a network.
 ///
 /// Forward passes do not return errors: once a network is built, shapes are program invariants
-/// and a wrong input shape panics with the expected and the actual shape (shared/STYLE.md §5).
+/// and a wrong input shape panics with the expected and the actual shape.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -1,5 +1,5 @@
 //! The gated-convolution encoder and decoder, `SNF_ENCODER` and `SNF_DECODER` of the original
-//! (SEED-SPEC §3.1.2 and §3.2.2). They have no batch normalization, so training and evaluation
+//! (ORIGINAL §3.1.2 and §3.2.2). They have no batch normalization, so training and evaluation
 //! mode give the same result.
 
 use tch::nn;
@@ -9,11 +9,11 @@ use crate::config::{validate_latent, validate_offset};
 use crate::layers::{Conv2d, Dense, GatedConv2d, GatedConvTranspose2d, Padding};
 use crate::{check_code_input, check_image_input, Decoder, Encoder, EncoderOutput, Result};
 
-/// Width of the gated encoder's last features, `|h_last|` (SEED-SPEC §3.1.2 row 7).
+/// Width of the gated encoder's last features, `|h_last|` (ORIGINAL §3.1.2 row 7).
 pub const GATED_HIDDEN: i64 = 256;
 
 /// `(in, out, kernel, stride, padding)` of the encoder's six gated convolutions
-/// (SEED-SPEC §3.1.2): 28 → 28 → 14 → 14 → 7 → 7 → 1.
+/// (ORIGINAL §3.1.2): 28 → 28 → 14 → 14 → 7 → 7 → 1.
 const ENCODER_PLAN: [(i64, i64, i64, i64, Padding); 6] = [
     (1, 32, 5, 1, Padding::Same),
     (32, 32, 5, 2, Padding::Same),
@@ -24,7 +24,7 @@ const ENCODER_PLAN: [(i64, i64, i64, i64, Padding); 6] = [
 ];
 
 /// `(out, kernel, stride, padding)` of the decoder's six gated transposed convolutions; the
-/// first takes `D` channels (SEED-SPEC §3.2.2): 1 → 7 → 7 → 14 → 14 → 28 → 28.
+/// first takes `D` channels (ORIGINAL §3.2.2): 1 → 7 → 7 → 14 → 14 → 28 → 28.
 const DECODER_PLAN: [(i64, i64, i64, Padding); 6] = [
     (64, 7, 1, Padding::Valid),
     (64, 5, 1, Padding::Same),
@@ -34,7 +34,7 @@ const DECODER_PLAN: [(i64, i64, i64, Padding); 6] = [
     (32, 5, 1, Padding::Same),
 ];
 
-/// `SNF_ENCODER` (SEED-SPEC §3.1.2): six gated convolutions
+/// `SNF_ENCODER` (ORIGINAL §3.1.2): six gated convolutions
 /// `σ(Conv_g(x)) ⊙ ELU(Conv_h(x))` with biases, the last a 7×7 VALID one to `1×1×256`
 /// (`h_last`), then a dense layer 256 → 2D **with bias** and no BN. The gate applies the sigmoid
 /// once (the latest revision).
@@ -50,7 +50,7 @@ pub struct GatedConvEncoder {
 
 impl GatedConvEncoder {
     /// Builds the encoder under `p` for latent size `latent`; `log_sigma_offset` is added to the
-    /// log-std output (SEED-SPEC §3.1).
+    /// log-std output (ORIGINAL §3.1).
     pub fn new(p: &nn::Path, latent: i64, log_sigma_offset: f64) -> Result<Self> {
         validate_latent(latent)?;
         validate_offset(log_sigma_offset)?;
@@ -92,7 +92,7 @@ impl Encoder for GatedConvEncoder {
     }
 }
 
-/// `SNF_DECODER` (SEED-SPEC §3.2.2): six gated transposed convolutions with biases on the
+/// `SNF_DECODER` (ORIGINAL §3.2.2): six gated transposed convolutions with biases on the
 /// `1×1×D` code, then a 1×1 convolution with bias to one channel of logits. No BN.
 ///
 /// TF's SAME transposed convolutions give 7 → 14 → 28 directly (the original's

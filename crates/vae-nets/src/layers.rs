@@ -1,4 +1,4 @@
-//! The building blocks, with TensorFlow 1.12 geometry and initialisation (SEED-SPEC §2.1–§2.3).
+//! The building blocks, with TensorFlow 1.12 geometry and initialisation (ORIGINAL §2.1–§2.3).
 //!
 //! Tensors are NCHW as everywhere in libtorch. Weight layouts are PyTorch's, so that checkpoint
 //! tensors load by name in Python: dense `[out, in]`, convolution `[out, in, k, k]`, transposed
@@ -15,7 +15,7 @@ use crate::config::BatchNormSettings;
 use crate::error::{Error, Result};
 
 /// Glorot/Xavier uniform initialiser: `U(-a, a)` with `a = sqrt(6 / (fan_in + fan_out))`
-/// (SEED-SPEC §2.2). For (transposed) convolutions the fans are `k * k * in_channels` and
+/// (ORIGINAL §2.2). For (transposed) convolutions the fans are `k * k * in_channels` and
 /// `k * k * out_channels`.
 pub fn glorot_uniform(fan_in: i64, fan_out: i64) -> Init {
     let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
@@ -58,7 +58,7 @@ pub fn elu(x: &Tensor) -> Tensor {
     x.elu()
 }
 
-/// TF "SAME" padding along one axis (SEED-SPEC §2.3): `(before, after)` for input length `input`,
+/// TF "SAME" padding along one axis (ORIGINAL §2.3): `(before, after)` for input length `input`,
 /// kernel `k` and stride `s`. The output length is `ceil(input / s)`, the total padding
 /// `max((out - 1) * s + k - input, 0)`, and the smaller half goes first (top/left).
 pub fn same_padding(input: i64, k: i64, s: i64) -> (i64, i64) {
@@ -71,7 +71,7 @@ pub fn same_padding(input: i64, k: i64, s: i64) -> (i64, i64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
     /// TF "SAME": output `ceil(in / stride)` (convolution) or `in * stride` (transposed), with
-    /// asymmetric padding where the total is odd (SEED-SPEC §2.3).
+    /// asymmetric padding where the total is odd (ORIGINAL §2.3).
     Same,
     /// TF "VALID": no padding.
     Valid,
@@ -114,7 +114,7 @@ impl Dense {
 ///
 /// With [`Padding::Same`] the padding is computed from the input size at each call; where the
 /// total is odd (e.g. 3×3 stride 2 on 28 → 14: 0 before, 1 after) the input is zero-padded
-/// explicitly at the bottom/right instead of using libtorch's symmetric padding (SEED-SPEC §2.3).
+/// explicitly at the bottom/right instead of using libtorch's symmetric padding (ORIGINAL §2.3).
 #[derive(Debug)]
 pub struct Conv2d {
     /// Weight, `[out, in, k, k]`.
@@ -197,7 +197,7 @@ impl Conv2d {
 /// convolution with padding 0 (output `(in - 1) * s + k`) followed by a crop of the forward
 /// convolution's padding: `before` rows/columns at the top/left and `after` at the bottom/right,
 /// as [`same_padding`] gives them for the output size. For 3×3 stride 2 that is "padding 0,
-/// then crop the trailing row and column" (SEED-SPEC §2.3). VALID maps `in` to
+/// then crop the trailing row and column" (ORIGINAL §2.3). VALID maps `in` to
 /// `(in - 1) * s + k` (7×7 on 1×1 gives 7×7).
 #[derive(Debug)]
 pub struct ConvTranspose2d {
@@ -213,7 +213,7 @@ impl ConvTranspose2d {
     /// Creates a `k`×`k` transposed convolution `input` → `output` channels under `p`: `weight`
     /// Glorot uniform with fans `k*k*input` and `k*k*output`, and `bias` zeros if `bias`.
     ///
-    /// SAME needs `k >= stride` (true of every layer in SEED-SPEC §3.2).
+    /// SAME needs `k >= stride` (true of every layer in ORIGINAL §3.2).
     pub fn new(
         p: &nn::Path,
         input: i64,
@@ -319,7 +319,7 @@ impl ConvTranspose2d {
     }
 }
 
-/// Batch normalization as TF-contrib `batch_norm` with `center` and `scale` (SEED-SPEC §2.1):
+/// Batch normalization as TF-contrib `batch_norm` with `center` and `scale` (ORIGINAL §2.1):
 /// `gamma` (`weight`, init 1) and `beta` (`bias`, init 0), running mean 0 and variance 1.
 ///
 /// Works on `[B, C]` (statistics over the batch) and `[B, C, H, W]` (over batch, height and
@@ -494,7 +494,7 @@ fn small_batch_norm(x: &Tensor, bn: &BatchNorm) -> Tensor {
     y
 }
 
-/// TF 1.12 nearest-neighbour resize by one half (SEED-SPEC §2.3): source index
+/// TF 1.12 nearest-neighbour resize by one half (ORIGINAL §2.3): source index
 /// `floor(dst * in / out)`, i.e. keeps rows and columns 0, 2, 4, …. `[B, C, H, W]` →
 /// `[B, C, ceil(H/2), ceil(W/2)]`. (For odd sizes TF would keep `floor(dst * in / out)` with
 /// `out = ceil(in / 2)`; only the even sizes 28 and 14 occur here.)
@@ -503,7 +503,7 @@ pub fn nearest_half(x: &Tensor) -> Tensor {
     x.slice(2, 0, None, 2).slice(3, 0, None, 2)
 }
 
-/// TF 1.12 nearest-neighbour resize by two (SEED-SPEC §2.3): each pixel repeated 2×2.
+/// TF 1.12 nearest-neighbour resize by two (ORIGINAL §2.3): each pixel repeated 2×2.
 /// `[B, C, H, W]` → `[B, C, 2H, 2W]`.
 pub fn nearest_double(x: &Tensor) -> Tensor {
     expect_rank(x, 4, "nearest_double input");
@@ -513,14 +513,14 @@ pub fn nearest_double(x: &Tensor) -> Tensor {
 
 /// Flattens `[B, C, H, W]` in TF's NHWC order (row-major over H, W, C) to `[B, H*W*C]`, so that
 /// a dense layer's input index `(h*W + w)*C + c` means what it meant in the original
-/// (SEED-SPEC §3.1.1 row 8).
+/// (ORIGINAL §3.1.1 row 8).
 pub fn flatten_nhwc(x: &Tensor) -> Tensor {
     expect_rank(x, 4, "flatten_nhwc input");
     x.permute([0, 2, 3, 1]).flatten(1, -1)
 }
 
 /// Gated convolution `σ(Conv_g(x)) ⊙ ELU(Conv_h(x))`, two independent convolutions with biases
-/// (SEED-SPEC §3.1.2). Parameters under `p / "gate"` and `p / "value"`.
+/// (ORIGINAL §3.1.2). Parameters under `p / "gate"` and `p / "value"`.
 #[derive(Debug)]
 pub struct GatedConv2d {
     /// The gate branch, `Conv_g`.
@@ -576,7 +576,7 @@ fn gate_and_value(both: &Tensor, c: i64) -> Tensor {
 }
 
 /// Gated transposed convolution `σ(ConvT_g(x)) ⊙ ELU(ConvT_h(x))`, with biases
-/// (SEED-SPEC §3.2.2). Parameters under `p / "gate"` and `p / "value"`.
+/// (ORIGINAL §3.2.2). Parameters under `p / "gate"` and `p / "value"`.
 #[derive(Debug)]
 pub struct GatedConvTranspose2d {
     /// The gate branch.
@@ -692,7 +692,7 @@ mod tests {
 
     #[test]
     fn same_padding_matches_tf() {
-        // SEED-SPEC §2.3: 3x3 stride 2 on 28 and 14 pads 0 before, 1 after.
+        // ORIGINAL §2.3: 3x3 stride 2 on 28 and 14 pads 0 before, 1 after.
         assert_eq!(same_padding(28, 3, 2), (0, 1));
         assert_eq!(same_padding(14, 3, 2), (0, 1));
         assert_eq!(same_padding(28, 3, 1), (1, 1));
@@ -732,7 +732,7 @@ mod tests {
     }
 
     /// The SAME transposed convolution is the exact adjoint of the SAME convolution with the same
-    /// kernel: <conv(x), y> = <x, convT(y)> (SEED-SPEC §2.3), for 3x3 and 5x5 at strides 1, 2.
+    /// kernel: <conv(x), y> = <x, convT(y)> (ORIGINAL §2.3), for 3x3 and 5x5 at strides 1, 2.
     #[test]
     fn transposed_conv_is_adjoint_of_conv() {
         tch::manual_seed(2);

@@ -1,5 +1,5 @@
 //! Encoder and decoder networks of the flow-VAE, built from a tch [`nn::Path`] with the geometry,
-//! batch-norm placement and initialisation of the original TensorFlow code (SEED-SPEC §2–§3).
+//! batch-norm placement and initialisation of the original TensorFlow code (ORIGINAL §2–§3).
 //!
 //! # Brief overview
 //!
@@ -64,7 +64,7 @@ pub use resnet::{ResNetDecoder, ResNetEncoder};
 /// Pixels per image, `28 * 28`: the MLP networks' input and output width.
 pub const IMAGE_PIXELS: i64 = 784;
 
-/// The original's `approx_post_offset`, added to the encoder's log-std output (SEED-SPEC §3.1).
+/// The original's `approx_post_offset`, added to the encoder's log-std output (ORIGINAL §3.1).
 pub const DEFAULT_LOG_SIGMA_OFFSET: f64 = -3.0;
 
 /// What an encoder returns for a batch of `B` images.
@@ -82,7 +82,7 @@ pub struct EncoderOutput {
 
 impl EncoderOutput {
     /// Splits an output layer `[B, 2D]` into `mu` (first `D`) and `log_sigma` (last `D` plus
-    /// `offset`), SEED-SPEC §3.1.
+    /// `offset`), ORIGINAL §3.1.
     pub(crate) fn split(out: &Tensor, latent: i64, offset: f64, h: Tensor) -> Self {
         EncoderOutput {
             mu: out.narrow(1, 0, latent),

@@ -1,5 +1,5 @@
 //! The MLP encoder and decoder, `NONCONV_ENCODER` and `NONCONV_DECODER` of the original
-//! (SEED-SPEC §3.1.3 and §3.2.3): every layer sees its input concatenated with the network's
+//! (ORIGINAL §3.1.3 and §3.2.3): every layer sees its input concatenated with the network's
 //! input (the image for the encoder, the code for the decoder).
 
 use tch::nn;
@@ -105,7 +105,7 @@ fn hidden_stack(
     Ok((layers, prev))
 }
 
-/// `NONCONV_ENCODER` (SEED-SPEC §3.1.3):
+/// `NONCONV_ENCODER` (ORIGINAL §3.1.3):
 ///
 /// ```text
 /// h = x                                        (x: the flattened 784-pixel image)
@@ -128,7 +128,7 @@ pub struct MlpEncoder {
 
 impl MlpEncoder {
     /// Builds the encoder under `p` with hidden widths `hidden` (each at least 1; may be empty)
-    /// for latent size `latent`; `log_sigma_offset` is added to the log-std (SEED-SPEC §3.1).
+    /// for latent size `latent`; `log_sigma_offset` is added to the log-std (ORIGINAL §3.1).
     pub fn new(
         p: &nn::Path,
         hidden: &[i64],
@@ -177,7 +177,7 @@ impl Encoder for MlpEncoder {
     }
 }
 
-/// `NONCONV_DECODER` (SEED-SPEC §3.2.3):
+/// `NONCONV_DECODER` (ORIGINAL §3.2.3):
 ///
 /// ```text
 /// h = z

@@ -1,5 +1,5 @@
 //! The ResNet encoder and decoder, `IAF_ENCODER` and `IAF_DECODER` of the original, the default
-//! networks (SEED-SPEC §3.1.1 and §3.2.1).
+//! networks (ORIGINAL §3.1.1 and §3.2.1).
 
 use tch::nn;
 use tch::Tensor;
@@ -11,14 +11,14 @@ use crate::layers::{
 };
 use crate::{check_code_input, check_image_input, Decoder, Encoder, EncoderOutput, Result};
 
-/// Filters in every residual block (hard-coded in the original, SEED-SPEC §3.1.1).
+/// Filters in every residual block (hard-coded in the original, ORIGINAL §3.1.1).
 pub const FILTERS: i64 = 64;
-/// Width of the encoder's dense hidden layer, `|h_last|` (SEED-SPEC §3.1.1).
+/// Width of the encoder's dense hidden layer, `|h_last|` (ORIGINAL §3.1.1).
 pub const ENCODER_HIDDEN: i64 = 450;
-/// Scale of the residual branch: `out = skip + RESIDUAL_SCALE * h` (SEED-SPEC §3.1.1).
+/// Scale of the residual branch: `out = skip + RESIDUAL_SCALE * h` (ORIGINAL §3.1.1).
 pub const RESIDUAL_SCALE: f64 = 0.1;
 
-/// Encoder residual block `Block(in, downsample)` (SEED-SPEC §3.1.1):
+/// Encoder residual block `Block(in, downsample)` (ORIGINAL §3.1.1):
 ///
 /// ```text
 /// skip = downsample ? NearestResize(in, 0.5) : in
@@ -66,16 +66,16 @@ impl EncoderBlock {
         let h = self.conv1.forward(&elu(&self.bn1.forward_t(x, train)));
         let h = self.conv2.forward(&elu(&self.bn2.forward_t(&h, train)));
         // In block 1 `skip` has one channel and broadcasts across the 64 of `h`
-        // (SEED-SPEC §3.1.1 row 1).
+        // (ORIGINAL §3.1.1 row 1).
         skip + h * RESIDUAL_SCALE
     }
 }
 
-/// The original's default encoder, `IAF_ENCODER` (SEED-SPEC §3.1.1): six residual blocks of 64
+/// The original's default encoder, `IAF_ENCODER` (ORIGINAL §3.1.1): six residual blocks of 64
 /// filters (28 → 28 → 28 → 14 → 14 → 7 → 7), BN, NHWC flatten, dense 3136 → 450 with BN and ELU
 /// (`h_last`), dense 450 → 2D with BN (`mu`, `log_std_raw`).
 ///
-/// Parameters, with `D` = latent size: 1 877 574 for `D = 64` (SEED-SPEC §3.3). Paths:
+/// Parameters, with `D` = latent size: 1 877 574 for `D = 64` (ORIGINAL §3.3). Paths:
 /// `block1` … `block6` (each `bn1`, `conv1`, `bn2`, `conv2`), `bn_final`, `fc_hidden`,
 /// `bn_hidden`, `fc_out`, `bn_out`.
 #[derive(Debug)]
@@ -92,7 +92,7 @@ pub struct ResNetEncoder {
 
 impl ResNetEncoder {
     /// Builds the encoder under `p` for latent size `latent` (`D`). `log_sigma_offset` is added
-    /// to the log-std output (`approx_post_offset`, -3.0 in the original, SEED-SPEC §3.1).
+    /// to the log-std output (`approx_post_offset`, -3.0 in the original, ORIGINAL §3.1).
     pub fn new(
         p: &nn::Path,
         latent: i64,
@@ -155,7 +155,7 @@ impl Encoder for ResNetEncoder {
     }
 }
 
-/// Decoder residual block `BlockT(in, upsample)` (SEED-SPEC §3.2.1):
+/// Decoder residual block `BlockT(in, upsample)` (ORIGINAL §3.2.1):
 ///
 /// ```text
 /// h = ELU(BN(in)); h = Conv3x3(h, s1, SAME, no bias)
@@ -222,12 +222,12 @@ impl DecoderBlock {
     }
 }
 
-/// The original's default decoder, `IAF_DECODER` (SEED-SPEC §3.2.1): a 7×7 VALID transposed
+/// The original's default decoder, `IAF_DECODER` (ORIGINAL §3.2.1): a 7×7 VALID transposed
 /// convolution `D → 64` on the `1×1×D` code (no bias, ELU, no BN), six residual blocks
 /// (7 → 7 → 7 → 14 → 14 → 28 → 28), BN, and a 1×1 convolution with bias to one channel of
 /// Bernoulli logits.
 ///
-/// Parameters: 644 801 for `D = 64` (SEED-SPEC §3.3). Paths: `proj` (weight `[D, 64, 7, 7]`),
+/// Parameters: 644 801 for `D = 64` (ORIGINAL §3.3). Paths: `proj` (weight `[D, 64, 7, 7]`),
 /// `block1` … `block6`, `bn_final`, `logits`.
 #[derive(Debug)]
 pub struct ResNetDecoder {

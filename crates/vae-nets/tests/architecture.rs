@@ -1,5 +1,5 @@
 //! Architecture checks: output shapes, parameter counts against the original's layer lists,
-//! parameter names and initialisation (SEED-SPEC §2.2, §3, §10 item 7).
+//! parameter names and initialisation (ORIGINAL §2.2, §3, §10 item 7).
 
 mod common;
 
@@ -64,7 +64,7 @@ fn hidden_sizes() {
     }
 }
 
-/// The spec's own totals for the default configuration (SEED-SPEC §3.1.1, §3.2.1, §3.3).
+/// The spec's own totals for the default configuration (ORIGINAL §3.1.1, §3.2.1, §3.3).
 #[test]
 fn spec_layer_lists_reproduce_the_spec_totals() {
     let total = |l: Vec<LayerParams>| spec_numels(&l).iter().sum::<i64>();
@@ -73,7 +73,7 @@ fn spec_layer_lists_reproduce_the_spec_totals() {
 }
 
 /// Parameter tensors (their element counts, as a multiset) and the total match the layer lists of
-/// SEED-SPEC §3, for every family at two latent sizes.
+/// ORIGINAL §3, for every family at two latent sizes.
 #[test]
 fn parameter_counts_match_the_original() {
     let mlp_widths: [&[i64]; 3] = [&[1000, 1000, 1000], &[300, 200], &[]];
@@ -216,7 +216,7 @@ fn same_path_twice_is_refused() {
     );
 }
 
-/// The log-std offset is added to the log-std half only, never to the mean (SEED-SPEC §3.1).
+/// The log-std offset is added to the log-std half only, never to the mean (ORIGINAL §3.1).
 #[test]
 fn offset_applies_to_log_sigma_only() {
     let x = images(5);

@@ -216,7 +216,7 @@ fn serde_errors() {
             .unwrap_err()
             .to_string()
     };
-    // `hidden` is required for the MLP: the original has no default (SEED-SPEC §3.1.3, §7).
+    // `hidden` is required for the MLP: the original has no default (ORIGINAL §3.1.3, §7).
     assert!(
         err(r#"{"type":"mlp"}"#).contains("missing field `hidden`"),
         "{}",
@@ -244,7 +244,7 @@ fn serde_errors() {
 }
 
 /// An empty `hidden` list is valid: the encoder's `h` is the flattened image itself
-/// (SEED-SPEC §3.1.3), and the decoder's logits are linear in `concat(z, z)`.
+/// (ORIGINAL §3.1.3), and the decoder's logits are linear in `concat(z, z)`.
 #[test]
 fn empty_hidden_list() {
     tch::manual_seed(5);

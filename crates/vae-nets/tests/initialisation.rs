@@ -1,4 +1,4 @@
-//! Initialisation of every family's parameters (SEED-SPEC §2.2), in a binary of its own so that
+//! Initialisation of every family's parameters (ORIGINAL §2.2), in a binary of its own so that
 //! its seed fixes every draw.
 
 mod common;
@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use tch::{nn, Device, Kind};
 
-/// SEED-SPEC §2.2: Glorot uniform weights with the spec's fans, zero biases, BN gamma 1 and
+/// ORIGINAL §2.2: Glorot uniform weights with the spec's fans, zero biases, BN gamma 1 and
 /// beta 0, running mean 0 and variance 1.
 #[test]
 fn initialisation() {

@@ -1,4 +1,4 @@
-//! Gradients and the batch-norm train/eval contract (SEED-SPEC §2.1; shared/STYLE.md §8).
+//! Gradients and the batch-norm train/eval contract (ORIGINAL §2.1).
 
 mod common;
 
@@ -10,7 +10,7 @@ fn images(batch: i64) -> Tensor {
 }
 
 /// Bernoulli negative log-likelihood from logits, summed over pixels, mean over the batch
-/// (SEED-SPEC §9 D9's stable form).
+/// (ORIGINAL §9 D9's stable form).
 fn rec_loss(logits: &Tensor, x: &Tensor) -> Tensor {
     (logits.softplus() - x * logits)
         .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: the three families, and the original's layer lists
-//! written out from SEED-SPEC §3 (not from this crate's code) to count parameters.
+//! written out from ORIGINAL §3 (not from this crate's code) to count parameters.
 
 #![allow(dead_code)]
 
@@ -98,7 +98,7 @@ pub fn gated(k: i64, cin: i64, cout: i64) -> LayerParams {
     [conv(k, cin, cout, true), conv(k, cin, cout, true)].concat()
 }
 
-/// SEED-SPEC §3.1.1, IAF_ENCODER, row by row.
+/// ORIGINAL §3.1.1, IAF_ENCODER, row by row.
 pub fn spec_resnet_encoder(d: i64) -> Vec<LayerParams> {
     let mut layers = Vec::new();
     // Rows 1-6: Block(in): BN(in), Conv3x3(in -> 64, no bias), BN(64), Conv3x3(64 -> 64, no bias).
@@ -116,7 +116,7 @@ pub fn spec_resnet_encoder(d: i64) -> Vec<LayerParams> {
     layers
 }
 
-/// SEED-SPEC §3.2.1, IAF_DECODER, row by row.
+/// ORIGINAL §3.2.1, IAF_DECODER, row by row.
 pub fn spec_resnet_decoder(d: i64) -> Vec<LayerParams> {
     let mut layers = vec![conv(7, d, 64, false)]; // row 1, transposed, no bias, no BN
                                                   // Rows 2-7: BlockT: BN, Conv3x3, BN, Conv3x3 or ConvT3x3 (no biases).
@@ -131,7 +131,7 @@ pub fn spec_resnet_decoder(d: i64) -> Vec<LayerParams> {
     layers
 }
 
-/// SEED-SPEC §3.1.2, SNF_ENCODER.
+/// ORIGINAL §3.1.2, SNF_ENCODER.
 pub fn spec_gated_encoder(d: i64) -> Vec<LayerParams> {
     vec![
         gated(5, 1, 32),
@@ -144,7 +144,7 @@ pub fn spec_gated_encoder(d: i64) -> Vec<LayerParams> {
     ]
 }
 
-/// SEED-SPEC §3.2.2, SNF_DECODER.
+/// ORIGINAL §3.2.2, SNF_DECODER.
 pub fn spec_gated_decoder(d: i64) -> Vec<LayerParams> {
     vec![
         gated(7, d, 64),
@@ -157,7 +157,7 @@ pub fn spec_gated_decoder(d: i64) -> Vec<LayerParams> {
     ]
 }
 
-/// SEED-SPEC §3.1.3, NONCONV_ENCODER.
+/// ORIGINAL §3.1.3, NONCONV_ENCODER.
 pub fn spec_mlp_encoder(hidden: &[i64], d: i64) -> Vec<LayerParams> {
     let mut layers = Vec::new();
     let mut prev = 784;
@@ -171,7 +171,7 @@ pub fn spec_mlp_encoder(hidden: &[i64], d: i64) -> Vec<LayerParams> {
     layers
 }
 
-/// SEED-SPEC §3.2.3, NONCONV_DECODER.
+/// ORIGINAL §3.2.3, NONCONV_DECODER.
 pub fn spec_mlp_decoder(hidden: &[i64], d: i64) -> Vec<LayerParams> {
     let mut layers = Vec::new();
     let mut prev = d;
