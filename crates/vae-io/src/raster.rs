@@ -1,13 +1,13 @@
-//! A small RGB raster with lines, discs and 8x8 bitmap text, encoded as PNG, and round axis
-//! ticks.
+//! A small RGB raster with lines, discs and 8x8 bitmap text, and round axis ticks: what the
+//! IWAE curve of `vae eval` and the sweep summary plot are drawn with.
 //!
-//! Shared as source by xtask (the sweep plot) and vae-cli (the IWAE curve of `vae eval`), which
-//! may not depend on each other; so it uses only std and flate2. The plots need text that renders the same on every machine, without system fonts or a
-//! font crate, so glyphs come from the public-domain `font8x8` table (Daniel Hepper's
-//! `font8x8_basic.h`, printable ASCII only) and the PNG encoder is the dozen lines the format
-//! needs on top of flate2's zlib stream and CRC-32.
+//! The plots need text that renders the same on every machine, without system fonts, so glyphs
+//! come from the public-domain `font8x8` table (Daniel Hepper's `font8x8_basic.h`, printable
+//! ASCII only). Pictures are encoded by [`crate::png`].
+//!
+//! Why not `plotters`: PLOTTERS_NOTE
 
-use std::io::Write;
+use crate::error::Result;
 
 /// An RGB colour.
 pub type Rgb = [u8; 3];
@@ -146,31 +146,11 @@ impl Canvas {
         }
     }
 
-    /// The PNG encoding of the canvas (8-bit RGB, no interlacing); write it atomically.
-    pub fn to_png(&self) -> Vec<u8> {
-        let mut raw = Vec::with_capacity(self.height * (1 + 3 * self.width));
-        for row in self.pixels.chunks(self.width.max(1)) {
-            raw.push(0); // filter type: none
-            row.iter().for_each(|p| raw.extend_from_slice(p));
-        }
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&raw).expect("writing to memory");
-        let idat = z.finish().expect("writing to memory");
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
-        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // depth 8, RGB, deflate, filter 0, no interlace
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (kind, data) in [(b"IHDR", &ihdr), (b"IDAT", &idat), (b"IEND", &Vec::new())] {
-            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            png.extend_from_slice(kind);
-            png.extend_from_slice(data);
-            let mut crc = flate2::Crc::new();
-            crc.update(kind);
-            crc.update(data);
-            png.extend_from_slice(&crc.sum().to_be_bytes());
-        }
-        png
+    /// The PNG encoding of the canvas (8-bit RGB); write it with
+    /// [`write_atomic`](crate::write_atomic). Fails only for an empty canvas or one whose
+    /// `pixels` do not match its size.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        crate::png::encode_rgb(self.width, self.height, &self.pixels.concat())
     }
 }
 
@@ -312,47 +292,17 @@ const FONT: [[u8; 8]; 95] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-
-    /// Splits a PNG into chunks, checking every CRC.
-    fn chunks(png: &[u8]) -> Vec<(String, Vec<u8>)> {
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let mut out = Vec::new();
-        let mut at = 8;
-        while at < png.len() {
-            let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
-            let kind = &png[at + 4..at + 8];
-            let data = &png[at + 8..at + 8 + len];
-            let crc = u32::from_be_bytes(png[at + 8 + len..at + 12 + len].try_into().unwrap());
-            let mut c = flate2::Crc::new();
-            c.update(kind);
-            c.update(data);
-            assert_eq!(c.sum(), crc, "CRC of {}", String::from_utf8_lossy(kind));
-            out.push((String::from_utf8_lossy(kind).into_owned(), data.to_vec()));
-            at += 12 + len;
-        }
-        out
-    }
 
     #[test]
-    fn png_round_trips_through_zlib() {
+    fn png_round_trips() {
         let mut c = Canvas::new(5, 3, WHITE);
         c.set(1, 2, [10, 20, 30]);
         c.set(9, 9, BLACK); // outside: ignored
-        let png = c.to_png();
-        let parts = chunks(&png);
-        let kinds: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
-        assert_eq!(kinds, ["IHDR", "IDAT", "IEND"]);
-        assert_eq!(parts[0].1, [0, 0, 0, 5, 0, 0, 0, 3, 8, 2, 0, 0, 0]);
-        let mut raw = Vec::new();
-        flate2::read::ZlibDecoder::new(&parts[1].1[..])
-            .read_to_end(&mut raw)
-            .unwrap();
-        assert_eq!(raw.len(), 3 * (1 + 15));
-        let row2 = &raw[2 * 16..3 * 16];
-        assert_eq!(row2[0], 0);
-        assert_eq!(&row2[1 + 3..1 + 6], [10, 20, 30]);
-        assert_eq!(&row2[1..4], [255, 255, 255]);
+        let (w, h, channels, raw) = crate::png::decode(&c.to_png().unwrap());
+        assert_eq!((w, h, channels), (5, 3, 3));
+        assert_eq!(&raw[3 * (2 * 5 + 1)..3 * (2 * 5 + 2)], [10, 20, 30]);
+        assert_eq!(&raw[3 * (2 * 5)..3 * (2 * 5 + 1)], WHITE);
+        assert!(Canvas::new(0, 3, WHITE).to_png().is_err());
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading, encoding or writing a file.
+///
+/// Every variant that concerns a file names it; the others carry the bad value. The messages of
+/// the IDX variants are the ones `vae_data` has always printed, which its tests check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file could not be written (temporary file, fsync or rename).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The final name of the file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A value could not be serialized as JSON.
+    #[error("cannot write {path}: the value is not JSON: {source}")]
+    Json {
+        /// The file it was meant for.
+        path: PathBuf,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// The file has no bytes at all.
+    #[error("{path} is empty: an IDX file has at least a 4-byte magic number")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The first bytes are not an IDX magic number `00 00 <dtype> <rank>`.
+    #[error("{path} is not an IDX file: magic number {found:02x?}, expected 00 00 08 {expected_rank:02x} (unsigned bytes, rank {expected_rank})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// The four bytes found.
+        found: [u8; 4],
+        /// The rank this file should have (3 for images, 1 for labels).
+        expected_rank: u8,
+    },
+    /// The header promises more bytes than the file holds.
+    #[error("{path} is truncated: its header promises {expected} bytes, the file has {found}")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header implies (header plus data).
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// The file holds more bytes than its header describes.
+    #[error("{path} has {extra} bytes after the data its header describes")]
+    TrailingBytes {
+        /// The file.
+        path: PathBuf,
+        /// Number of unexpected bytes.
+        extra: u64,
+    },
+    /// A picture's pixel buffer does not match its size, or PNG cannot hold that size.
+    #[error("cannot encode a {width}x{height} {colour} picture from {found} bytes: {reason}")]
+    BadPicture {
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+        /// `grey` or `RGB`.
+        colour: &'static str,
+        /// Bytes given.
+        found: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

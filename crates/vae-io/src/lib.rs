@@ -1,0 +1,15 @@
+//! flowvae's shared file I/O, without libtorch.
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod error;
+pub mod fixture;
+pub mod grid;
+pub mod idx;
+pub mod png;
+pub mod raster;
+
+pub use atomic::{write_atomic, write_json};
+pub use error::{Error, Result};
+pub use grid::{image_grid, GreyImage};
