@@ -115,6 +115,39 @@ pub enum Error {
     /// A tensor operation failed (device unavailable, out of memory).
     #[error("tensor error: {0}")]
     Tch(#[from] tch::TchError),
+    /// A file error of vae-io that has no variant of its own here.
+    #[error(transparent)]
+    File(vae_io::Error),
+}
+
+/// vae-io's IDX errors become the variants of the same name, so that callers match on one type.
+impl From<vae_io::Error> for Error {
+    fn from(e: vae_io::Error) -> Error {
+        match e {
+            vae_io::Error::Io { path, source } => Error::Io { path, source },
+            vae_io::Error::Empty { path } => Error::Empty { path },
+            vae_io::Error::BadMagic {
+                path,
+                found,
+                expected_rank,
+            } => Error::BadMagic {
+                path,
+                found,
+                expected_rank,
+            },
+            vae_io::Error::Truncated {
+                path,
+                expected,
+                found,
+            } => Error::Truncated {
+                path,
+                expected,
+                found,
+            },
+            vae_io::Error::TrailingBytes { path, extra } => Error::TrailingBytes { path, extra },
+            other => Error::File(other),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -3,14 +3,15 @@
 //!
 //! # Brief overview
 //!
-//! - [`idx`] parses IDX files (raw or gzipped) with typed errors and no panics.
+//! - [`idx`] parses IDX files (raw or gzipped) with typed errors and no panics (vae-io's parser
+//!   with this crate's [`Error`]).
 //! - [`Dataset::load`] reads a dataset from the data folder ([`default_data_dir`], filled by
 //!   `cargo xtask bootstrap`) and splits it as a [`SplitConfig`] says: 50k / 10k / 10k by default.
 //! - [`Binarization`] says how grey levels become binary inputs: `dynamic`, `fixed`, `static` or
 //!   `none`; every draw is keyed by a seed, so runs reproduce.
 //! - [`Batches`] cuts a [`Split`] into [`Batch`]es of `[B, 1, 28, 28]` f32 tensors on a tch device,
 //!   shuffled per epoch.
-//! - [`image_grid`] tiles images into a [`GreyImage`] that can be saved as PNG.
+//! - [`image_grid`] tiles images into a [`GreyImage`] that can be saved as PNG (both from vae-io).
 //!
 //! ```
 //! use vae_data::{Batches, BatchConfig, Split};
