@@ -22,8 +22,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-mod tiny_dataset;
-pub use tiny_dataset::tiny_dataset;
+/// Writes a tiny MNIST-shaped dataset of `n_train` training and `n_test` test images into
+/// `dir/mnist` (`vae_io::fixture`, shared with xtask's sweep tests).
+pub fn tiny_dataset(dir: &Path, n_train: usize, n_test: usize) {
+    vae_io::fixture::write_tiny_mnist(dir, n_train, n_test).expect("writing the tiny dataset");
+}
 
 /// The repository's `configs/` folder.
 pub fn configs() -> PathBuf {

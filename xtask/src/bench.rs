@@ -388,10 +388,12 @@ fn write_results(root: &Path, result: &Value) -> Result<()> {
     if let Some(g) = &gpu {
         all["gpu"] = g.clone();
     }
-    let json_text = serde_json::to_string_pretty(&all)? + "\n";
-    bootstrap::write_atomic(&root.join("BENCHMARKS.json"), json_text.as_bytes())?;
+    vae_io::write_json(&root.join("BENCHMARKS.json"), &all)?;
     let md = render(result, gpu.as_ref());
-    bootstrap::write_atomic(&root.join("BENCHMARKS.md"), md.as_bytes())
+    Ok(vae_io::write_atomic(
+        &root.join("BENCHMARKS.md"),
+        md.as_bytes(),
+    )?)
 }
 
 /// Runs the two implementations' phases, each in its own process with a log.
@@ -613,7 +615,7 @@ pub fn ensure_torch_python(layout: &Layout) -> Result<PathBuf> {
             String::from_utf8_lossy(&check.stderr).trim()
         );
     }
-    bootstrap::write_atomic(&dir.join(IMPORTABLE_MARKER), printed.as_bytes())?;
+    vae_io::write_atomic(&dir.join(IMPORTABLE_MARKER), printed.as_bytes())?;
     eprintln!("xtask:   done in {:.0} s", t.elapsed().as_secs_f64());
     Ok(dir)
 }
@@ -672,7 +674,7 @@ pub fn gpu_kit(root: &Path, layout: &Layout) -> Result<()> {
         let data = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &data)?;
-        bootstrap::write_atomic(&kit.join(format!("data/mnist/{f}.gz")), &gz.finish()?)?;
+        vae_io::write_atomic(&kit.join(format!("data/mnist/{f}.gz")), &gz.finish()?)?;
     }
     eprintln!(
         "xtask: wrote {} (vae with --features cuda, stripped; MNIST gzipped); on the GPU machine \

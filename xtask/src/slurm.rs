@@ -232,9 +232,7 @@ fn submit(plan: &Plan, indices: &[usize], max_parallel: Option<usize>) -> Result
     let path = plan.out.join("slurm/jobs.json");
     let mut jobs = read_jobs(plan);
     jobs.push(id);
-    let mut text = serde_json::to_vec_pretty(&serde_json::json!({ "jobs": jobs }))?;
-    text.push(b'\n');
-    crate::bootstrap::write_atomic(&path, &text)?;
+    vae_io::write_json(&path, &serde_json::json!({ "jobs": jobs }))?;
     Ok(id)
 }
 
@@ -348,7 +346,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
     }
     std::fs::create_dir_all(plan.out.join("slurm/exit"))
         .with_context(|| format!("creating {}", plan.out.join("slurm").display()))?;
-    crate::bootstrap::write_atomic(&script_path(plan), script(plan, max_parallel).as_bytes())?;
+    vae_io::write_atomic(&script_path(plan), script(plan, max_parallel).as_bytes())?;
     let total = plan.runs.len();
     let bar = ProgressBar::new(1000 * total as u64);
     bar.set_style(

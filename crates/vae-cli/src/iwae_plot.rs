@@ -2,12 +2,7 @@
 //! from the first k of the samples) against k on a log axis, with ±1 standard error over images.
 
 use vae_eval::IwaePoint;
-
-#[path = "../../../xtask/src/raster.rs"]
-#[allow(dead_code)] // xtask's sweep plot uses the parts this one does not
-mod raster;
-
-use raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
+use vae_io::raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
 
 const W: i64 = 720;
 const H: i64 = 460;
@@ -21,7 +16,9 @@ const BAR: Rgb = [150, 190, 220];
 
 /// The PNG of [`draw`].
 pub fn iwae_curve_png(title: &str, points: &[IwaePoint]) -> Vec<u8> {
-    draw(title, points).to_png()
+    draw(title, points)
+        .to_png()
+        .expect("a 720 x 460 canvas always encodes") // fixed size, whatever the points
 }
 
 /// Draws the curve, 720 x 460 pixels. `title` goes on top (cut to fit); `points` are in

@@ -1,32 +1,13 @@
 //! A run's folder: resolved config, manifest, log file and atomic writes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-/// Writes `data` to `path` through a temporary file in the same folder, fsync and rename, so a
-/// crash or a full disk never leaves a half-written file under the final name.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
-/// Writes `value` as pretty JSON, atomically.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(value).expect("serializable");
-    text.push(b'\n');
-    write_atomic(path, &text)
-}
+/// The project's one atomic writer (temporary file, fsync, rename, fsync of the folder) and its
+/// pretty-JSON form; their errors name the file.
+pub use vae_io::{write_atomic, write_json};
 
 /// The files of one run.
 #[derive(Debug, Clone)]

@@ -206,9 +206,7 @@ impl Plan {
             "name": self.sweep.name, "base": self.sweep.base, "device": self.sweep.device,
             "eval": self.eval_args_template(), "runs": runs,
         });
-        let mut text = serde_json::to_vec_pretty(&plan).expect("serializable");
-        text.push(b'\n');
-        crate::bootstrap::write_atomic(&self.out.join("plan.json"), &text)
+        Ok(vae_io::write_json(&self.out.join("plan.json"), &plan)?)
     }
 
     fn eval_args_template(&self) -> Option<String> {

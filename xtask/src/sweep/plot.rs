@@ -2,7 +2,7 @@
 //! value, one dot per run, the mean over seeds with a ±1 s.d. bar per setting, a line through
 //! the means of each series, and a legend when there are several series.
 
-use crate::raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
+use vae_io::raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
 
 use super::summary::{Group, RunResult};
 use super::{Axis, Plan};

@@ -383,12 +383,14 @@ pub fn write(plan: &Plan) -> Result<Written> {
         plan.out.join("summary.csv"),
         plan.out.join("summary.png"),
     );
-    crate::bootstrap::write_atomic(
+    vae_io::write_atomic(
         &md,
         markdown(plan, &results, &groups, "summary.png").as_bytes(),
     )?;
-    crate::bootstrap::write_atomic(&csv_path, csv(&plan.runs, &results, &groups).as_bytes())?;
-    crate::bootstrap::write_atomic(&png, &plot::draw(plan, &results, &groups).to_png())
+    vae_io::write_atomic(&csv_path, csv(&plan.runs, &results, &groups).as_bytes())?;
+    plot::draw(plan, &results, &groups)
+        .to_png()
+        .and_then(|bytes| vae_io::write_atomic(&png, &bytes))
         .with_context(|| format!("writing the plot {}", png.display()))?;
     Ok(Written {
         files: [md, csv_path, png]

@@ -124,9 +124,10 @@ pub fn starts_and_resumes(dir: &Path) -> (usize, usize) {
     )
 }
 
-#[path = "../../../tests/common/tiny_dataset.rs"]
-mod tiny_dataset;
-pub use tiny_dataset::tiny_dataset;
+/// Writes the end-to-end tests' tiny MNIST-shaped dataset (`vae_io::fixture`) into `dir/mnist`.
+pub fn tiny_dataset(dir: &Path, n_train: usize, n_test: usize) {
+    vae_io::fixture::write_tiny_mnist(dir, n_train, n_test).expect("writing the tiny dataset");
+}
 
 /// `summary.csv` without its wall-time column, which differs between any two sweeps.
 pub fn summary_without_wall_time(out: &Path) -> Vec<String> {
