@@ -1,5 +1,6 @@
 //! Repository-wide rules that `cargo test` enforces (rust-analyzer's `tidy`): module docs, the
-//! crate dependency direction of ARCHITECTURE.md, no should-panic tests, versions on path deps.
+//! crate dependency direction of ARCHITECTURE.md (xtask links nothing that links libtorch), no
+//! source shared by path, no should-panic tests, versions on path deps.
 
 use std::path::{Path, PathBuf};
 
@@ -85,13 +86,28 @@ fn dependencies(manifest: &Path) -> Vec<String> {
     deps
 }
 
+/// The workspace's path crates, by package name, with their folders (from the root's
+/// `[workspace.dependencies]`).
+fn path_crates() -> Vec<(String, PathBuf)> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once('=')?;
+            let path = rest.split("path = \"").nth(1)?.split('"').next()?;
+            Some((name.trim().to_string(), root().join(path)))
+        })
+        .collect()
+}
+
 #[test]
 fn crate_dependencies_point_downwards() {
-    // Level 0 crates know nothing of each other; vae-model composes them; vae-cli sits on top.
+    // vae-io (file I/O, no libtorch) is below everything; level 1 crates know nothing of each
+    // other; vae-model composes them; vae-cli sits on top.
     let level = |name: &str| match name {
-        "vae-data" | "vae-nets" | "vae-flows" | "vae-eval" => Some(0),
-        "vae-model" => Some(1),
-        "vae-cli" => Some(2),
+        "vae-io" => Some(0),
+        "vae-data" | "vae-nets" | "vae-flows" | "vae-eval" => Some(1),
+        "vae-model" => Some(2),
+        "vae-cli" => Some(3),
         _ => None,
     };
     for entry in std::fs::read_dir(root().join("crates")).unwrap().flatten() {
@@ -106,12 +122,78 @@ fn crate_dependencies_point_downwards() {
             }
         }
     }
-    for dep in dependencies(&root().join("xtask/Cargo.toml")) {
+    let workspace: Vec<String> = path_crates().into_iter().map(|(n, _)| n).collect();
+    for dep in dependencies(&root().join("crates/vae-io/Cargo.toml")) {
         assert!(
-            !dep.starts_with("vae-") && dep != "tch" && dep != "torch-sys",
-            "xtask must link no libtorch and no workspace crate, but depends on {dep}"
+            !workspace.contains(&dep) && dep != "tch" && dep != "torch-sys",
+            "vae-io must depend on no workspace crate and no libtorch, but depends on {dep}"
         );
     }
+}
+
+#[test]
+fn xtask_links_no_crate_that_links_libtorch() {
+    // xtask bootstraps libtorch, so nothing it links may need libtorch: follow its
+    // `[dependencies]` through the workspace's path crates (registry crates never link tch).
+    let crates = path_crates();
+    let mut chain = vec![vec!["xtask".to_string()]];
+    let mut seen = Vec::new();
+    while let Some(path) = chain.pop() {
+        let name = path.last().unwrap();
+        let manifest = if name == "xtask" {
+            root().join("xtask/Cargo.toml")
+        } else {
+            match crates.iter().find(|(n, _)| n == name) {
+                Some((_, dir)) => dir.join("Cargo.toml"),
+                None => continue, // a registry crate
+            }
+        };
+        for dep in dependencies(&manifest) {
+            assert!(
+                dep != "tch" && dep != "torch-sys",
+                "xtask must link no crate that links libtorch, but {} depends on {dep}",
+                path.join(" -> ")
+            );
+            if !seen.contains(&dep) {
+                seen.push(dep.clone());
+                chain.push([path.clone(), vec![dep]].concat());
+            }
+        }
+    }
+}
+
+#[test]
+fn no_source_is_shared_by_path() {
+    // `#[path]` compiles one crate's file into another; shared code goes into a crate instead
+    // (vae-io for file I/O). tests/ is exempt: its test files are separate crates of vae-cli
+    // that share `tests/common/` among themselves.
+    // FIXME: fuzz compiles vae-cli's config.rs (vae-cli has no library target); allowed until
+    // the run config moves into a library crate.
+    let allowed = [("fuzz/src/lib.rs", "../../crates/vae-cli/src/config.rs")];
+    let needle = ["#[", "path"].concat();
+    let mut offenders = Vec::new();
+    for file in all_rust_files() {
+        let rel = file
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("tests/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().map(str::trim) {
+            let attribute =
+                line.starts_with(&needle) && line[needle.len()..].trim_start().starts_with('=');
+            if attribute && !allowed.iter().any(|(f, t)| rel == *f && line.contains(t)) {
+                offenders.push(format!("{rel}: {line}"));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "share code through a crate (vae-io), not by path: {offenders:#?}"
+    );
 }
 
 #[test]
