@@ -1,7 +1,7 @@
 //! Shared pieces of flowvae's fuzz targets (`fuzz_targets/`): the tiny model and trainer that the
 //! `checkpoint` target loads into, the size guard that keeps the `config` target from building
-//! huge networks, scratch files, the CLI's run config (compiled in from `vae-cli`, which has no
-//! library target) and the seed writer of the `seeds` target.
+//! huge networks, scratch files, the CLI's run config (vae-cli's library target) and the seed
+//! writer of the `seeds` target.
 
 use std::path::PathBuf;
 
@@ -11,10 +11,8 @@ use vae_flows::FlowConfig;
 use vae_model::{ExperimentConfig, ModelConfig, TrainConfig, Trainer};
 use vae_nets::{DecoderConfig, EncoderConfig};
 
-/// `vae-cli`'s `RunConfig` and its `--set` parser, compiled from the binary crate's source.
-#[allow(dead_code)]
-#[path = "../../crates/vae-cli/src/config.rs"]
-pub mod run_config;
+/// `vae-cli`'s `RunConfig` and its `--set` parser, from vae-cli's library target.
+pub use vae_cli::config as run_config;
 pub mod seeds;
 
 /// The architecture of the trainer the `checkpoint` target loads into: as small as a model of

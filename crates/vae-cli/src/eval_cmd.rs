@@ -6,14 +6,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
-use vae_data::{binarize::binarize_once, Split, SplitKind};
-use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
-use vae_model::VaeLatentModel;
+use vae_data::{default_data_dir, Dataset, Split, SplitConfig};
+use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
+use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
-use crate::args::{EvalArgs, EvalMethod, EvalStart, IsPassesArg};
+use crate::args::{AdaptationArg, EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, write_json, RunDir};
-use crate::train_cmd::{build_trainer, device, set_threads};
+use crate::train_cmd::{device, set_threads};
 
 fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
     let x: Vec<f32> = split.pixels[..n * vae_data::IMAGE_PIXELS]
@@ -25,7 +25,7 @@ fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
         .to_device(device)
 }
 
-/// `vae eval`.
+/// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir {
         root: args.run.clone(),
@@ -42,21 +42,33 @@ pub fn run(args: EvalArgs) -> Result<()> {
             ck.display()
         );
     }
-    let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
-    trainer.load_checkpoint(&ck)?;
-    let split = match args.split {
-        // Validation and test are already fixed-binarized by the trainer.
-        SplitKind::Train => binarize_once(
-            trainer.split(SplitKind::Train),
-            cfg.data.eval_binarization_seed,
-        ),
-        other => trainer.split(other).clone(),
-    };
+    let ck = Checkpoint::read(&ck)?;
+    if ck.config().model != cfg.model {
+        bail!(
+            "checkpoint {}: it was written for another architecture (model config {}), the \
+             run's config.json has {}",
+            ck.path().display(),
+            serde_json::to_string(&ck.config().model).unwrap_or_default(),
+            serde_json::to_string(&cfg.model).unwrap_or_default()
+        );
+    }
+    let vae = ck.load_vae(device)?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data = Dataset::load(
+        cfg.data.dataset,
+        &data_dir,
+        SplitConfig {
+            validation: cfg.data.validation,
+        },
+    )
+    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    let split = evaluation_split(&data, &cfg.experiment(), args.split);
+    drop(data);
     let n = args.n.unwrap_or(split.len()).min(split.len());
     if n == 0 {
         bail!("the {:?} split is empty: nothing to evaluate", args.split);
     }
-    let model = VaeLatentModel::new(trainer.vae(), device);
+    let model = VaeLatentModel::new(&vae, device);
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template(
@@ -87,9 +99,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalMethod::Is => {
             let config = IsConfig {
                 num_samples: args.k,
-                max_rows: args.max_rows.unwrap_or_else(|| {
-                    crate::cost::is_max_rows(&cfg.model, crate::cost::IS_ACTIVATION_BUDGET)
-                }),
+                // None: the model's activation estimate sizes the calls (vae-model's cost).
+                max_rows: args.max_rows,
                 seed: args.seed,
                 passes: match args.passes {
                     IsPassesArg::Batched => IsPasses::Batched,
@@ -138,8 +149,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 },
                 hmc: HmcConfig {
                     leapfrog_steps: args.leapfrog,
+                    step_size: args.step_size,
+                    adaptation: match args.adaptation {
+                        AdaptationArg::Global => StepSizeAdaptation::Global,
+                        AdaptationArg::PerExample => StepSizeAdaptation::PerExample,
+                        AdaptationArg::PerChain => StepSizeAdaptation::PerChain,
+                        AdaptationArg::Fixed => StepSizeAdaptation::Fixed,
+                    },
+                    target_acceptance: args.target_acceptance,
+                    momentum_refresh: args.momentum_refresh,
                     ..Default::default()
                 },
+                max_rows: args.max_rows.unwrap_or(AisConfig::default().max_rows),
                 seed: args.seed,
                 ..Default::default()
             };

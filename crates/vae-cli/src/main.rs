@@ -9,14 +9,15 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod args;
 mod bench_cmd;
-mod config;
-mod cost;
 mod data_cmd;
 mod eval_cmd;
 mod iwae_plot;
 mod pictures;
 mod run_dir;
 mod train_cmd;
+
+/// The run config, shared with the library target (the fuzzers read configs through it).
+use vae_cli::config;
 
 fn main() -> ExitCode {
     early_env();

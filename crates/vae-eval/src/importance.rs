@@ -1,6 +1,6 @@
 //! Importance sampling with the model's proposal: `log p(x) ≈ log (1/k) Σ_j p(x, z_j) / q(z_j | x)`.
 //!
-//! This is the original's reported estimator (SEED-SPEC §5.1), with its defects fixed: the encoder
+//! This is the original's reported estimator (ORIGINAL §5.1), with its defects fixed: the encoder
 //! runs once per chunk of examples and the `k` samples are drawn in chunks vectorised over samples
 //! and examples (D6); log-weights are averaged with a max-shifted log-sum-exp in f64 (D17); the
 //! seed makes the draw reproducible (D2).
@@ -28,14 +28,19 @@ use crate::stats::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IsConfig {
-    /// `k`, proposal samples per example. The original uses 1000 (SEED-SPEC §5.1,
+    /// `k`, proposal samples per example. The original uses 1000 (ORIGINAL §5.1,
     /// `num_is_samples_nll`).
     pub num_samples: usize,
     /// Memory budget: the most rows (samples × examples) in one call of the model's
     /// `sample_posterior` and `log_joint`. Examples are grouped `⌊max_rows / k⌋` at a time with all
     /// their `k` samples; if one example's `k` samples exceed the budget, they are drawn in chunks
     /// of `max_rows`. The original used 200 rows (one sample for each of 200 images).
-    pub max_rows: usize,
+    /// `None` (the default): as many rows as keep one call's activations within
+    /// [`IS_ACTIVATION_BUDGET`] by the model's own estimate
+    /// ([`LatentModel::activation_bytes_per_row`]), at most [`IS_MAX_ROWS_CAP`], or
+    /// [`IS_ROWS_UNKNOWN_MODEL`] for a model without an estimate ([`IsConfig::rows_for`]). The
+    /// result's config holds the number used.
+    pub max_rows: Option<usize>,
     /// Seed of the proposal noise (see the [module documentation](self)).
     pub seed: u64,
     /// How samples are laid out in model calls. [`IsPasses::Batched`] unless you are measuring
@@ -51,21 +56,35 @@ pub struct IsConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum IsPasses {
     /// Encode each chunk of examples once, then draw their samples vectorised over samples and
-    /// examples, up to [`IsConfig::max_rows`] rows per call (the fix of SEED-SPEC D6).
+    /// examples, up to [`IsConfig::max_rows`] rows per call (the fix of ORIGINAL D6).
     #[default]
     Batched,
-    /// The original's structure (SEED-SPEC §5.1): each pass takes up to
+    /// The original's structure (ORIGINAL §5.1): each pass takes up to
     /// [`IsConfig::max_rows`] examples (the original: 200), re-runs the encoder on them and draws
     /// one sample for each; `k` passes per chunk of examples. For measuring the speed-up of
     /// [`IsPasses::Batched`]; it holds the chunk's `k × max_rows × D` noise in memory.
     OneSamplePerPass,
 }
 
+/// Activation memory, in bytes, that one IS model call may use when the rows per call are left
+/// to the model (2 GiB).
+pub const IS_ACTIVATION_BUDGET: u64 = 1 << 31;
+/// The most rows per IS model call whatever the budget allows.
+pub const IS_MAX_ROWS_CAP: usize = 20_000;
+/// Rows per IS model call for a model that does not estimate its activation memory.
+pub const IS_ROWS_UNKNOWN_MODEL: usize = 1000;
+
+/// The rows per IS model call that keep its activations within [`IS_ACTIVATION_BUDGET`] when
+/// each row holds `bytes_per_row` bytes, between 1 and [`IS_MAX_ROWS_CAP`].
+pub fn rows_within_budget(bytes_per_row: u64) -> usize {
+    ((IS_ACTIVATION_BUDGET / bytes_per_row.max(1)) as usize).clamp(1, IS_MAX_ROWS_CAP)
+}
+
 impl Default for IsConfig {
     fn default() -> Self {
         IsConfig {
             num_samples: 1000,
-            max_rows: 10_000,
+            max_rows: None,
             seed: 0,
             passes: IsPasses::Batched,
         }
@@ -77,8 +96,11 @@ impl IsConfig {
     /// chunk when their `k` samples fit in `max_rows`, else one example in sample chunks of
     /// `max_rows`; with [`IsPasses::OneSamplePerPass`] `max_rows` examples, one sample of each.
     /// The last chunk of a run may hold fewer. Assumes a [validated](Self::validate) config.
+    /// A config whose `max_rows` is `None` is taken as [`IS_ROWS_UNKNOWN_MODEL`]; pass it
+    /// through [`resolved`](Self::resolved) first to get the model's figure.
     pub fn chunk_shape(&self) -> (usize, usize) {
-        let (k, rows) = (self.num_samples, self.max_rows);
+        let k = self.num_samples;
+        let rows = self.max_rows.unwrap_or(IS_ROWS_UNKNOWN_MODEL);
         match self.passes {
             IsPasses::Batched if k <= rows => (rows / k, k),
             IsPasses::Batched => (1, rows),
@@ -91,10 +113,30 @@ impl IsConfig {
         if self.num_samples == 0 {
             return Err(bad("num_samples", self.num_samples, "at least 1"));
         }
-        if self.max_rows == 0 {
-            return Err(bad("max_rows", self.max_rows, "at least 1"));
+        if self.max_rows == Some(0) {
+            return Err(bad("max_rows", 0, "at least 1, or None for the model's own figure"));
         }
         Ok(())
+    }
+
+    /// The rows per model call for `model`: `max_rows` when set, else the most that keep one
+    /// call's activations within [`IS_ACTIVATION_BUDGET`] by
+    /// [`LatentModel::activation_bytes_per_row`], between 1 and [`IS_MAX_ROWS_CAP`], else
+    /// [`IS_ROWS_UNKNOWN_MODEL`].
+    pub fn rows_for<M: LatentModel + ?Sized>(&self, model: &M) -> usize {
+        self.max_rows.unwrap_or_else(|| {
+            model
+                .activation_bytes_per_row()
+                .map_or(IS_ROWS_UNKNOWN_MODEL, rows_within_budget)
+        })
+    }
+
+    /// This config with `max_rows` set to [`rows_for`](Self::rows_for) `model`.
+    pub fn resolved<M: LatentModel + ?Sized>(&self, model: &M) -> IsConfig {
+        IsConfig {
+            max_rows: Some(self.rows_for(model)),
+            ..self.clone()
+        }
     }
 }
 
@@ -131,7 +173,7 @@ pub struct IsResult {
     /// `None` for `k = 1`.
     pub nll_mc_stderr: Option<f64>,
     /// `−mean_x mean_j log w_j(x)`: the mean of the log-weights, an unbiased estimate of the
-    /// negative ELBO, and always `≥ nll` (SEED-SPEC §10.4).
+    /// negative ELBO, and always `≥ nll` (ORIGINAL §10.4).
     pub neg_elbo: f64,
     /// Standard error of `neg_elbo` over examples; `None` for one example.
     pub neg_elbo_stderr: Option<f64>,
@@ -185,7 +227,8 @@ pub fn importance_sampling<M: LatentModel + ?Sized>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<IsResult> {
     config.validate()?;
-    tch::no_grad(|| run(model, x, config, progress, Pending::MAX_VALUES))
+    let config = config.resolved(model);
+    tch::no_grad(|| run(model, x, &config, progress, Pending::MAX_VALUES))
 }
 
 /// [`importance_sampling`] reading the log-weights back once `read_back_values` are held.
@@ -392,14 +435,14 @@ mod tests {
         let (x, _) = crate::simulate(&model, 5, 3).unwrap();
         let base = IsConfig {
             num_samples: 50,
-            max_rows: 250,
+            max_rows: Some(250),
             seed: 11,
             ..Default::default()
         };
         let reference = run(&model, &x, &base);
         for max_rows in [1, 7, 49, 50, 101, 10_000] {
             let config = IsConfig {
-                max_rows,
+                max_rows: Some(max_rows),
                 ..base.clone()
             };
             let mut calls = Vec::new();
@@ -482,7 +525,7 @@ mod tests {
             },
         );
         assert_eq!(r.iwae.last().unwrap().nll, r.nll);
-        // Jensen, deterministic per example: mean log w <= log mean w (SEED-SPEC §10.4).
+        // Jensen, deterministic per example: mean log w <= log mean w (ORIGINAL §10.4).
         for b in 0..3 {
             assert!(r.elbo[b] <= r.log_px[b]);
         }
@@ -578,7 +621,7 @@ mod tests {
         };
         let batched = IsConfig {
             num_samples: 40,
-            max_rows: 10_000,
+            max_rows: Some(10_000),
             seed: 4,
             passes: IsPasses::Batched,
         };
@@ -590,7 +633,7 @@ mod tests {
         );
         // Three examples per pass: chunks of 3, 3 and 1 examples, 40 passes each.
         let per_pass = IsConfig {
-            max_rows: 3,
+            max_rows: Some(3),
             passes: IsPasses::OneSamplePerPass,
             ..batched
         };
@@ -618,7 +661,7 @@ mod tests {
         let (x, _) = crate::simulate(&model, 7, 3).unwrap();
         let cfg = IsConfig {
             num_samples: 40,
-            max_rows: 80, // two examples per chunk: chunks of 2, 2, 2, 1
+            max_rows: Some(80), // two examples per chunk: chunks of 2, 2, 2, 1
             seed: 4,
             passes: IsPasses::Batched,
         };

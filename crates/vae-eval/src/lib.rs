@@ -9,11 +9,11 @@
 //!   log-determinant). `vae-model` implements it for the VAE; [`analytic`] holds reference models
 //!   whose `log p(x)` is known exactly. The [`model`] module documents the shape conventions and
 //!   who handles inference mode and `no_grad`.
-//! - [`importance_sampling`] (SEED-SPEC §5.1) gives `log p̂(x)` per example, its effective sample
+//! - [`importance_sampling`] (ORIGINAL §5.1) gives `log p̂(x)` per example, its effective sample
 //!   size, the mean NLL with standard errors, the ELBO and the IWAE-bound curve, configured by
 //!   [`IsConfig`].
 //! - [`ais()`] anneals from the prior, the proposal's Gaussian base, or the full flow posterior
-//!   (SEED-SPEC §5.2), with the original's adaptive step size and a [`Schedule`], configured by
+//!   (ORIGINAL §5.2), with the original's adaptive step size and a [`Schedule`], configured by
 //!   [`AisConfig`]; it reports the AIS estimate and the original's looser mean-log-weight bound.
 //! - [`bdmc()`] brackets `log p(x)` of data drawn by [`simulate`] between forward AIS and
 //!   [`reverse_ais`].
@@ -57,7 +57,8 @@ pub use ais::{
 pub use bdmc::{bdmc, simulate, BdmcResult};
 pub use error::{Error, Result};
 pub use importance::{
-    importance_sampling, iwae_sample_counts, IsConfig, IsPasses, IsResult, IwaePoint,
+    importance_sampling, iwae_sample_counts, rows_within_budget, IsConfig, IsPasses, IsResult,
+    IwaePoint, IS_ACTIVATION_BUDGET, IS_MAX_ROWS_CAP, IS_ROWS_UNKNOWN_MODEL,
 };
 pub use model::LatentModel;
 pub use rng::rng_guard;

@@ -6,7 +6,7 @@
 //!   `S` the number of samples (IS) or chains (AIS) per example.
 //! - Latents that go with a batch of examples have **rank 3, `[S, B, D]`, sample-major**: row
 //!   `(s, b)` belongs to sample (or chain) `s` of example `b`, and pairs with `x[b]`. Flattened to
-//!   `[S * B, D]` this is the original's chain-major layout `r = s * B + b` (SEED-SPEC §5.2), so a
+//!   `[S * B, D]` this is the original's chain-major layout `r = s * B + b` (ORIGINAL §5.2), so a
 //!   model may `view` it and tile `x` with `x.repeat([S, 1, ...])`, or better, broadcast
 //!   `x.unsqueeze(0)` against `[S, B, ...]` outputs.
 //! - Every log-density is in **nats**, per row, summed over latent and data dimensions, with all
@@ -116,13 +116,21 @@ pub trait LatentModel {
     /// examples `log_joint` takes. Uses tch's global RNG. Only BDMC needs it (to simulate data).
     fn sample_data(&self, z: &Tensor) -> Tensor;
 
+    /// Bytes of activations that one row (one example-sample pair) of a model call holds at
+    /// its peak, if the model can estimate it. Importance sampling sizes its calls from it
+    /// when [`IsConfig::max_rows`](crate::IsConfig::max_rows) is `None`; the default, `None`,
+    /// gives [`IS_ROWS_UNKNOWN_MODEL`](crate::importance::IS_ROWS_UNKNOWN_MODEL) rows.
+    fn activation_bytes_per_row(&self) -> Option<u64> {
+        None
+    }
+
     /// Runs the inference network once on `x` `[B, ...]` and returns what the proposal methods
     /// need. Called under `no_grad`; must be in inference mode.
     fn encode(&self, x: &Tensor) -> Self::Posterior;
 
     /// The Gaussian base `q0(z0 | x) = N(mu, diag sigma²)` of the proposal: `(mu, log_sigma)`, each
     /// `[B, D]`, where `log_sigma` is the natural log of the standard deviation (for the original's
-    /// encoder, `log_std_raw − 3`, SEED-SPEC §3.1).
+    /// encoder, `log_std_raw − 3`, ORIGINAL §3.1).
     fn base(&self, posterior: &Self::Posterior) -> (Tensor, Tensor);
 
     /// The flow `z = f(z0; x)` from the base space to the latent space, with its log-determinant.

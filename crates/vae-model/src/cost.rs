@@ -1,20 +1,18 @@
 //! A cost model of the architectures: multiply-add counts for the benchmark's GFLOP/s, and the
-//! activation memory per model row that sizes importance sampling's chunks.
+//! activation memory per model row that sizes importance sampling's chunks
+//! ([`VaeLatentModel`](crate::VaeLatentModel) reports it to vae-eval, so a library user's
+//! `IsConfig::default()` fits the model).
 //!
-//! Both are computed from the config alone (SEED-SPEC §3), so `vae eval` and `vae bench` agree
+//! Both are computed from the config alone (ORIGINAL §3), so `vae eval` and `vae bench` agree
 //! on them without running the model.
 
 use vae_flows::FlowKind;
-use vae_model::ModelConfig;
 use vae_nets::{DecoderConfig, EncoderConfig};
+
+use crate::config::ModelConfig;
 
 const PIXELS: f64 = 784.0;
 const FILTERS: f64 = 64.0;
-
-/// Memory that importance sampling may give to activations (one chunk of model rows).
-pub const IS_ACTIVATION_BUDGET: u64 = 1 << 31;
-/// The most rows per IS model call whatever the budget allows (the former fixed default).
-pub const IS_MAX_ROWS_CAP: usize = 20_000;
 
 /// Multiply-adds of a `k`×`k` convolution producing `out_hw`² pixels of `c_out` channels from
 /// `c_in` channels, or of a transposed one reading `out_hw`² input pixels.
@@ -34,7 +32,7 @@ fn encoder_macs(cfg: &EncoderConfig, latent: f64) -> (f64, f64) {
         }
         EncoderConfig::Resnet => {
             let f = FILTERS;
-            // Blocks 1..6 (SEED-SPEC §3.1.1): two 3x3 convolutions each.
+            // Blocks 1..6 (ORIGINAL §3.1.1): two 3x3 convolutions each.
             let blocks = conv(28.0, 1.0, f, 3.0)
                 + conv(28.0, f, f, 3.0)
                 + 2.0 * conv(28.0, f, f, 3.0)
@@ -157,10 +155,11 @@ pub fn is_bytes_per_row(m: &ModelConfig) -> u64 {
     (largest_row_activation(m) * 4.0 * 8.0).ceil() as u64
 }
 
-/// The `max_rows` of importance sampling that keeps one chunk's activations within `budget`
-/// bytes: 1 340 rows for the ResNet decoder at 2 GiB, the cap of 20 000 for the MLP models.
-pub fn is_max_rows(m: &ModelConfig, budget: u64) -> usize {
-    ((budget / is_bytes_per_row(m).max(1)) as usize).clamp(1, IS_MAX_ROWS_CAP)
+/// The rows per importance-sampling call that keep one call's activations within vae-eval's
+/// `IS_ACTIVATION_BUDGET`: 1 337 rows for the ResNet decoder at 2 GiB, the cap of 20 000 for
+/// the MLP models.
+pub fn is_max_rows(m: &ModelConfig) -> usize {
+    vae_eval::rows_within_budget(is_bytes_per_row(m))
 }
 
 #[cfg(test)]
@@ -184,7 +183,7 @@ mod tests {
         // Encoder 124.8 M, flow and context 33.3 M, decoder 97.8 M multiply-adds.
         let total = forward_macs(&m);
         assert!((2.55e8..2.57e8).contains(&total), "{total}");
-        assert_eq!(is_max_rows(&m, IS_ACTIVATION_BUDGET), 1337);
+        assert_eq!(is_max_rows(&m), 1337);
     }
 
     #[test]
@@ -197,7 +196,7 @@ mod tests {
                 hidden: vec![1000; 3],
             },
         );
-        assert_eq!(is_max_rows(&m, IS_ACTIVATION_BUDGET), IS_MAX_ROWS_CAP);
+        assert_eq!(is_max_rows(&m), vae_eval::IS_MAX_ROWS_CAP);
         // Encoder: 1568*1000 + 2 * 1784*1000 + 1784*128.
         let (enc, h) = encoder_macs(&m.encoder, 64.0);
         assert_eq!(h, 1000.0);

@@ -56,6 +56,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file could not be written (vae-io's message names it).
+    #[error(transparent)]
+    File(#[from] vae_io::Error),
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Tch(#[from] tch::TchError),

@@ -63,6 +63,10 @@ impl LatentModel for VaeLatentModel<'_> {
         self.vae.latent()
     }
 
+    fn activation_bytes_per_row(&self) -> Option<u64> {
+        Some(crate::cost::is_bytes_per_row(self.vae.config()))
+    }
+
     fn device(&self) -> Device {
         self.device
     }

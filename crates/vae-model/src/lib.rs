@@ -1,4 +1,4 @@
-//! The flow-VAE of the original (SEED-SPEC §2): a [`Vae`] composed from a vae-nets encoder and
+//! The flow-VAE of the original (ORIGINAL §2): a [`Vae`] composed from a vae-nets encoder and
 //! decoder and a vae-flows IAF posterior, its ELBO, a resumable [`Adam`], the warm-up and
 //! learning-rate [`schedule`]s, and a [`Trainer`] a library user can drive without the CLI.
 //!
@@ -9,6 +9,8 @@
 //! - [`Vae::elbo_terms`] gives the per-example reconstruction loss and single-sample KL (§4).
 //! - [`Trainer::run_epoch`] trains; [`Trainer::evaluate`] gives a split's negative ELBO;
 //!   [`Trainer::save_checkpoint`] / [`Trainer::load_checkpoint`] resume exactly.
+//! - [`Vae::load`] (or [`Checkpoint::read`] then [`Checkpoint::load_vae`]) gives a trained VAE
+//!   for inference without a trainer, an optimizer or a dataset.
 //! - [`VaeLatentModel`] implements vae-eval's `LatentModel`, so IS, AIS and BDMC run on it.
 //!
 //! ```
@@ -29,18 +31,23 @@
 //! ```
 
 pub mod adam;
+pub mod checkpoint;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod latent_model;
 pub mod schedule;
+pub mod splits;
 pub mod trainer;
 pub mod vae;
 
 pub use adam::Adam;
+pub use checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
 pub use config::{
     AdamConfig, BatchNorm, DataConfig, ExperimentConfig, Likelihood, ModelConfig, TrainConfig,
 };
 pub use error::{Error, Result};
+pub use splits::{evaluation_split, training_split};
 pub use latent_model::{VaeLatentModel, VaePosterior};
 pub use trainer::{EpochOutcome, EpochReport, EvalReport, StepReport, TrainState, Trainer};
 pub use vae::{ElboTerms, Vae};

@@ -1,29 +1,28 @@
 //! The training loop: epochs of Adam steps on the warm-up-weighted negative ELBO, validation
 //! every epoch, best-model tracking and exact resumption from checkpoints.
 //!
-//! Reproducibility: tch's RNG cannot be saved (shared/TOOLCHAIN.md §5), so it is re-seeded before
+//! Reproducibility: tch's RNG cannot be saved (docs/TOOLCHAIN.md §5), so it is re-seeded before
 //! every step from `(seed, epoch, step)`, and the data's shuffles and Bernoulli draws are keyed the
 //! same way (vae-data). A run resumed from a checkpoint taken at any step boundary therefore
 //! replays exactly what the uninterrupted run would have done.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
-use vae_data::binarize::{binarize_once, stream_seed};
+use vae_data::binarize::stream_seed;
 use vae_data::{BatchConfig, Batches, Binarization, Dataset, Split, SplitKind};
 
 use crate::adam::Adam;
+use crate::checkpoint::Checkpoint;
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use crate::schedule;
+use crate::splits::{evaluation_split, training_split};
 use crate::vae::Vae;
 
-/// Version of the checkpoint layout written by [`Trainer::save_checkpoint`].
-pub const CHECKPOINT_FORMAT: i64 = 1;
 const TAG_STEP: u64 = 0x57e9;
 const TAG_EVAL: u64 = 0xe7a1;
 
@@ -187,15 +186,10 @@ impl Trainer {
         let vae = Vae::new(&vs.root(), &cfg.model)?;
         drop(rng);
         let adam = Adam::new(&vs, cfg.train.adam);
-        let eval_seed = cfg.data.eval_binarization_seed;
-        let train = match cfg.data.train_binarization {
-            Binarization::Static => binarize_once(&data.train, cfg.train.seed),
-            _ => data.train,
-        };
         Ok(Trainer {
-            validation: binarize_once(&data.validation, eval_seed),
-            test: binarize_once(&data.test, eval_seed),
-            train,
+            validation: evaluation_split(&data, &cfg, SplitKind::Validation),
+            test: evaluation_split(&data, &cfg, SplitKind::Test),
+            train: training_split(&data, &cfg),
             cfg,
             device,
             vs,
@@ -355,7 +349,7 @@ impl Trainer {
                 self.adam.backward(&loss);
                 let grad_sq = self.adam.grad_sq_norm();
                 let figures = stack_f64(&[&loss, &rec, &kl, &grad_sq]);
-                // A non-finite loss or gradient skips the update (SEED-SPEC has no guard).
+                // A non-finite loss or gradient skips the update (the original has no guard).
                 let figures = if deferred {
                     // Decided on the device, read back later: see `deferred_readback`.
                     // The rule of `update_allowed`, on the device.
@@ -461,124 +455,37 @@ impl Trainer {
     }
 
     /// Writes weights, BN statistics, Adam state, training state and the config into one
-    /// safetensors file, atomically (temporary file, fsync, rename).
+    /// safetensors file, atomically ([`checkpoint::write`](crate::checkpoint::write)).
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> = self
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(k, t)| (format!("model.{k}"), t))
-            .collect();
-        tensors.extend(self.adam.state_tensors());
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        let meta = serde_json::json!({
-            "format": CHECKPOINT_FORMAT,
-            "checksum": checksum(tensors.iter().map(|(k, t)| (k.as_str(), t))),
-            "config": self.cfg,
-            "state": self.state,
-        });
-        let meta = serde_json::to_vec(&meta).expect("config serializes");
-        tensors.push(("meta.json".into(), Tensor::from_slice(&meta)));
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        // On any failure (disk full, permission denied) the previous file stays untouched.
-        let written = Tensor::write_safetensors(&tensors, &tmp)
-            .map_err(Error::from)
-            .and_then(|_| {
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io)
-            })
-            .and_then(|_| std::fs::rename(&tmp, path).map_err(io));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written?;
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
+        crate::checkpoint::write(
+            path,
+            &self.vs,
+            self.adam.state_tensors(),
+            &self.cfg,
+            &self.state,
+        )
     }
 
     /// Reads a checkpoint's config without loading its tensors into a model.
     pub fn checkpoint_config(path: &Path) -> Result<(ExperimentConfig, TrainState)> {
-        let tensors = read_checkpoint(path)?;
-        let meta = parse_meta(&tensors, path)?;
-        Ok((meta.config, meta.state))
+        let ck = Checkpoint::read(path)?;
+        Ok((ck.config().clone(), ck.state().clone()))
     }
 
     /// Restores a checkpoint written by [`save_checkpoint`](Self::save_checkpoint). Fails, naming
     /// the difference, when it was written for another architecture.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        let tensors = read_checkpoint(path)?;
-        let meta = parse_meta(&tensors, path)?;
-        let err = |reason: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut named: Vec<(&str, &Tensor)> = tensors
-            .iter()
-            .filter(|(k, _)| k.as_str() != "meta.json")
-            .map(|(k, t)| (k.as_str(), t))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        let sum = checksum(named.into_iter());
-        // Checkpoints written before checksums existed carry none; they load unverified.
-        if meta.checksum.is_some_and(|stored| stored != sum as u64) {
-            return Err(err(format!(
-                "checksum mismatch (stored {}, computed {sum}): the tensors are corrupt; use \
-                 the other checkpoint of the run (best or last) or an older copy",
-                meta.checksum.unwrap_or_default()
-            )));
-        }
-        if meta.config.model != self.cfg.model {
-            return Err(err(format!(
-                "it was written for another architecture (model config {}), this run has {}",
-                serde_json::to_string(&meta.config.model).unwrap_or_default(),
-                serde_json::to_string(&self.cfg.model).unwrap_or_default()
-            )));
-        }
+        let ck = Checkpoint::read(path)?;
         // Every tensor is checked before anything is copied, so that a checkpoint refused here
         // leaves the model and the optimizer as they were (a rollback can then try the other
         // checkpoint; an error in the middle must not leave half-loaded weights).
-        let mut vars = self.vs.variables();
-        let mut names: Vec<_> = vars.keys().cloned().collect();
-        names.sort();
-        let mut pairs = Vec::with_capacity(names.len());
-        for name in &names {
-            let key = format!("model.{name}");
-            let t = tensors
-                .get(&key)
-                .ok_or_else(|| err(format!("no tensor {key}")))?;
-            let var = vars.remove(name).expect("listed name");
-            if t.size() != var.size() {
-                return Err(err(format!(
-                    "{key} has shape {:?}, the model has {:?}",
-                    t.size(),
-                    var.size()
-                )));
-            }
-            pairs.push((var, t));
-        }
+        let restore = ck.restore_model(&self.vs, &self.cfg.model)?;
         // Checks all of its tensors before it copies any.
-        self.adam.load_state(&tensors, path)?;
-        tch::no_grad(|| {
-            for (mut var, t) in pairs {
-                var.copy_(&t.to_device(self.device).to_kind(var.kind()));
-            }
-        });
-        self.state = meta.state;
+        self.adam.load_state(ck.tensors(), path)?;
+        restore.apply();
+        self.state = ck.state().clone();
         Ok(())
     }
-}
-
-struct Meta {
-    config: ExperimentConfig,
-    state: TrainState,
-    checksum: Option<u64>,
 }
 
 /// The steps of one `run_epoch` call whose figures have not been accounted for yet, and what
@@ -643,7 +550,7 @@ impl StepLedger {
 }
 
 /// Whether a step with this loss and squared gradient norm updates the weights: both finite
-/// (SEED-SPEC has no guard). The deferred path applies the same rule on the device.
+/// (the original has no guard). The deferred path applies the same rule on the device.
 fn update_allowed(loss: f64, grad_sq: f64) -> bool {
     loss.is_finite() && grad_sq.is_finite()
 }
@@ -704,61 +611,4 @@ impl PendingSteps {
             .map(|(i, (at, _))| (*at, std::array::from_fn(|j| values[4 * i + j])))
             .collect()
     }
-}
-
-/// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
-fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for (name, t) in tensors {
-        let t = t.to_device(Device::Cpu).contiguous();
-        let numel = t.numel();
-        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-        t.copy_data_u8(&mut bytes, numel);
-        h.update(name.as_bytes());
-        h.update(&bytes);
-    }
-    h.finalize()
-}
-
-fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: "the file does not exist".into(),
-        });
-    }
-    let tensors = Tensor::read_safetensors(path).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("not a readable safetensors file ({e}); it may be truncated or corrupt"),
-    })?;
-    Ok(tensors.into_iter().collect())
-}
-
-fn parse_meta(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<Meta> {
-    let err = |reason: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let meta = tensors
-        .get("meta.json")
-        .ok_or_else(|| err("no meta.json tensor: not a flowvae checkpoint".into()))?;
-    let bytes: Vec<u8> = Vec::<u8>::try_from(meta).map_err(|e| err(format!("meta.json: {e}")))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| err(format!("meta.json is not JSON: {e}")))?;
-    let format = v.get("format").and_then(|f| f.as_i64());
-    if format != Some(CHECKPOINT_FORMAT) {
-        return Err(err(format!(
-            "format version {format:?}, this flowvae reads version {CHECKPOINT_FORMAT}"
-        )));
-    }
-    let config =
-        serde_json::from_value(v["config"].clone()).map_err(|e| err(format!("config: {e}")))?;
-    let state =
-        serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
-    let checksum = v.get("checksum").and_then(|c| c.as_u64());
-    Ok(Meta {
-        config,
-        state,
-        checksum,
-    })
 }

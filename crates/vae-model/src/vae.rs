@@ -1,5 +1,5 @@
 //! The flow-VAE: encoder, Gaussian base with the log-std offset, context predictor, IAF stack,
-//! standard normal prior and Bernoulli decoder (SEED-SPEC §2).
+//! standard normal prior and Bernoulli decoder (ORIGINAL §2).
 
 use tch::{nn, Kind, Reduction, Tensor};
 use vae_flows::{ContextPredictor, Flow, FrozenFlow};
@@ -16,6 +16,9 @@ pub struct Vae {
     flow: Option<Flow>,
     decoder: Box<dyn Decoder>,
     cfg: ModelConfig,
+    /// The variables, when this VAE owns them ([`Vae::load`]); `None` when it was built under
+    /// a caller's `nn::Path`, whose `VarStore` the caller keeps.
+    store: Option<nn::VarStore>,
 }
 
 /// The per-example terms of the negative ELBO for one posterior sample.
@@ -23,7 +26,7 @@ pub struct Vae {
 pub struct ElboTerms {
     /// Reconstruction loss `−log p(x | zT)`, shape `[B]`, nats.
     pub rec: Tensor,
-    /// Single-sample KL `log q(zT | x) − log p(zT)`, shape `[B]`, nats (SEED-SPEC §4.2).
+    /// Single-sample KL `log q(zT | x) − log p(zT)`, shape `[B]`, nats (ORIGINAL §4.2).
     pub kl: Tensor,
 }
 
@@ -66,7 +69,27 @@ impl Vae {
             flow,
             decoder,
             cfg: cfg.clone(),
+            store: None,
         })
+    }
+
+    /// The VAE of the checkpoint at `path` on `device`, ready for inference: weights and BN
+    /// statistics loaded, no gradients on its variables, no optimizer, no data
+    /// ([`Checkpoint::load_vae`](crate::Checkpoint::load_vae); use
+    /// [`Checkpoint::read`](crate::Checkpoint::read) to see the config and training state too).
+    pub fn load(path: &std::path::Path, device: tch::Device) -> Result<Vae> {
+        crate::checkpoint::Checkpoint::read(path)?.load_vae(device)
+    }
+
+    /// This VAE, keeping `vs` (the store it was built under) alive with it.
+    pub(crate) fn owning(mut self, vs: nn::VarStore) -> Vae {
+        self.store = Some(vs);
+        self
+    }
+
+    /// The variables, when this VAE owns them (a VAE from [`Vae::load`]).
+    pub fn var_store(&self) -> Option<&nn::VarStore> {
+        self.store.as_ref()
     }
 
     /// The architecture this VAE was built from.
@@ -124,7 +147,7 @@ impl Vae {
                 .view([b, -1])
                 .sum_dim_intlist(-1, false, Kind::Float),
             Likelihood::ClippedProbabilities => {
-                // SEED-SPEC §4.1, verbatim: lik = 1 − x + (2x − 1) p, clipped at 1e-10 (the upper
+                // ORIGINAL §4.1, verbatim: lik = 1 − x + (2x − 1) p, clipped at 1e-10 (the upper
                 // clip 1 − 1e-10 rounds to 1 in f32).
                 let p = logits.sigmoid();
                 let lik = (x * 2.0 - 1.0) * p - x + 1.0;
@@ -137,7 +160,7 @@ impl Vae {
     }
 
     /// One-sample ELBO terms for images `x` `[B, 1, 28, 28]`, with `eps ~ N(0, I)` drawn from
-    /// tch's global RNG (SEED-SPEC §4.2).
+    /// tch's global RNG (ORIGINAL §4.2).
     pub fn elbo_terms(&self, x: &Tensor, train: bool) -> ElboTerms {
         let b = x.size()[0];
         let eps = Tensor::randn([b, self.cfg.latent], (Kind::Float, x.device()));
