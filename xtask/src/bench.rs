@@ -560,16 +560,27 @@ fn combine_rounds(phase: &str, ours: Vec<Value>, theirs: Vec<Value>) -> (Value, 
     (o, t)
 }
 
+/// `<cache>/torch-python` when it holds a torch 2.11.0 that imported there (FLOWVAE_TORCH_PYTHON
+/// names another such folder), else `None`: what the PyTorch reference and its test need.
+pub fn torch_python_ready(layout: &Layout) -> Option<PathBuf> {
+    let dir = std::env::var_os("FLOWVAE_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| layout.cache.join("torch-python"));
+    (version_ok(&dir) && dir.join(IMPORTABLE_MARKER).exists()).then_some(dir)
+}
+
+/// Whether `dir` holds torch 2.11.0's files (not yet whether it imports).
+fn version_ok(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("torch/version.py"))
+        .map(|v| v.contains(&format!("__version__ = '{TORCH_VERSION}")))
+        .unwrap_or(false)
+}
+
 /// Installs a full, importable torch 2.11.0 into `<cache>/torch-python` (once).
 pub fn ensure_torch_python(layout: &Layout) -> Result<PathBuf> {
     let dir = layout.cache.join("torch-python");
-    let version_ok = |d: &Path| {
-        std::fs::read_to_string(d.join("torch/version.py"))
-            .map(|v| v.contains(&format!("__version__ = '{TORCH_VERSION}")))
-            .unwrap_or(false)
-    };
-    if version_ok(&dir) && dir.join(IMPORTABLE_MARKER).exists() {
-        return Ok(dir);
+    if let Some(ready) = torch_python_ready(layout).filter(|d| *d == dir) {
+        return Ok(ready);
     }
     let python = bootstrap::python()?;
     if let Some(free) = free_bytes(&layout.cache) {
