@@ -172,7 +172,12 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
         // 77: Slurm is absent and cannot be installed here (not root, or no apt).
         Some(77) => {
             let why = String::from_utf8_lossy(&slurm.stderr);
-            let why = why.trim().lines().last().unwrap_or("no reason given").to_string();
+            let why = why
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("no reason given")
+                .to_string();
             left.push(format!("sweep_slurm (needs Slurm: {why})"));
         }
         _ => bail!(
@@ -182,7 +187,10 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
         ),
     }
     if xtask::bench::torch_python_ready(layout).is_some() {
-        let args = [&["test", "-p", "vae-cli", "--test", "bench_reference"][..], extra];
+        let args = [
+            &["test", "-p", "vae-cli", "--test", "bench_reference"][..],
+            extra,
+        ];
         cargo(root, &[&args.concat()[..], &["--", "--ignored"]].concat())?;
     } else {
         left.push(

@@ -227,7 +227,11 @@ fn no_reference_leaves_the_repository() {
     let needles = [["SEED", "-SPEC"].concat(), ["shared", "/"].concat()];
     let mut offenders = Vec::new();
     for file in text_files() {
-        let rel = file.strip_prefix(root()).unwrap().to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
@@ -252,7 +256,10 @@ fn no_test_passes_by_printing_skip() {
         .into_iter()
         .filter(|p| std::fs::read_to_string(p).unwrap().contains(&needle))
         .collect();
-    assert!(offenders.is_empty(), "use #[ignore = \"why\"]: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "use #[ignore = \"why\"]: {offenders:#?}"
+    );
 }
 
 #[test]

@@ -27,9 +27,9 @@ use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
 
 use crate::args::{BenchArgs, BenchPhase};
 use crate::config::RunConfig;
-use vae_model::cost;
 use crate::run_dir::write_json;
 use crate::train_cmd::device;
+use vae_model::cost;
 
 /// `vae bench`.
 pub fn run(args: BenchArgs) -> Result<()> {

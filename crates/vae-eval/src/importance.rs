@@ -114,7 +114,11 @@ impl IsConfig {
             return Err(bad("num_samples", self.num_samples, "at least 1"));
         }
         if self.max_rows == Some(0) {
-            return Err(bad("max_rows", 0, "at least 1, or None for the model's own figure"));
+            return Err(bad(
+                "max_rows",
+                0,
+                "at least 1, or None for the model's own figure",
+            ));
         }
         Ok(())
     }

@@ -63,8 +63,8 @@ impl Checkpoint {
                 "format version {format:?}, this flowvae reads version {CHECKPOINT_FORMAT}"
             )));
         }
-        let config = serde_json::from_value(v["config"].clone())
-            .map_err(|e| err(format!("config: {e}")))?;
+        let config =
+            serde_json::from_value(v["config"].clone()).map_err(|e| err(format!("config: {e}")))?;
         let state =
             serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
         if let Some(stored) = v.get("checksum").and_then(|c| c.as_u64()) {
@@ -238,8 +238,7 @@ fn serialize(tensors: &[(String, Tensor)]) -> std::result::Result<Vec<u8>, Strin
         .iter()
         .map(|(name, t)| {
             let t = t.to_device(Device::Cpu).contiguous();
-            let dtype =
-                Dtype::try_from(t.kind()).map_err(|e| format!("tensor {name}: {e}"))?;
+            let dtype = Dtype::try_from(t.kind()).map_err(|e| format!("tensor {name}: {e}"))?;
             let numel = t.numel();
             let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
             t.f_copy_data_u8(&mut data, numel)

@@ -47,7 +47,7 @@ pub use config::{
     AdamConfig, BatchNorm, DataConfig, ExperimentConfig, Likelihood, ModelConfig, TrainConfig,
 };
 pub use error::{Error, Result};
-pub use splits::{evaluation_split, training_split};
 pub use latent_model::{VaeLatentModel, VaePosterior};
+pub use splits::{evaluation_split, training_split};
 pub use trainer::{EpochOutcome, EpochReport, EvalReport, StepReport, TrainState, Trainer};
 pub use vae::{ElboTerms, Vae};

@@ -81,7 +81,10 @@ fn a_loaded_vae_is_the_trained_function() {
     let eps = Tensor::randn([20, 4], (Kind::Float, Device::Cpu));
     let a = trainer.vae().elbo_terms_with_noise(&x, &eps, false);
     let b = loaded.elbo_terms_with_noise(&x, &eps, false);
-    assert!(a.rec.equal(&b.rec) && a.kl.equal(&b.kl), "ELBO terms differ");
+    assert!(
+        a.rec.equal(&b.rec) && a.kl.equal(&b.kl),
+        "ELBO terms differ"
+    );
     for (name, var) in loaded.var_store().unwrap().variables() {
         assert!(!var.requires_grad(), "{name} requires grad after load");
     }
@@ -127,7 +130,10 @@ fn refused_files_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.safetensors");
     let msg = Vae::load(&missing, Device::Cpu).unwrap_err().to_string();
-    assert!(msg.contains("none.safetensors") && msg.contains("does not exist"), "{msg}");
+    assert!(
+        msg.contains("none.safetensors") && msg.contains("does not exist"),
+        "{msg}"
+    );
 
     let (_, path) = trained(dir.path());
     let mut bytes = std::fs::read(&path).unwrap();
