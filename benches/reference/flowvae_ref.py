@@ -582,7 +582,7 @@ def build(path, device, dtype=torch.float32):
 
 
 # ---------------------------------------------------------------------------------------------
-# TF-style Adam over tensors (vae-model/src/adam.rs), with PyTorch's multi-tensor kernels
+# TF-style Adam over tensors (vae-model/src/adam/update.rs), with PyTorch's multi-tensor kernels
 # ---------------------------------------------------------------------------------------------
 
 

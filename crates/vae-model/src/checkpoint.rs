@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::trainer::TrainState;
 use crate::vae::Vae;
 
-/// Version of the checkpoint layout that [`write`] writes and [`Checkpoint::read`] reads.
+/// Version of the checkpoint layout that [`write()`] writes and [`Checkpoint::read`] reads.
 pub const CHECKPOINT_FORMAT: i64 = 1;
 
 /// A checkpoint read from disk and verified: format version and checksum checked, its config
