@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 use vae_data::{default_data_dir, Binarization, Dataset, Split, SplitConfig, SplitKind};
-use vae_eval::model::LatentModel;
+use vae_eval::JointDensity;
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
 use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
 

@@ -22,7 +22,7 @@
 //! `N − 2` moves. `log f_1 − log p_0` and its gradient are cached at the current state, so each
 //! step costs `L` gradient evaluations of the model, none of them repeated (D12). The values
 //! are needed only at a trajectory's end: the `L − 1` steps before it ask for gradients alone
-//! ([`LatentModel::grad_log_prior`] for the prior start), which saves the prior's four
+//! ([`JointDensity::grad_log_prior`] for the prior start), which saves the prior's four
 //! kernels at each (a launch each on a GPU, where the small models' AIS is launch-bound).
 //!
 //! # Start densities ([`AisStart`])
@@ -77,7 +77,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
-use crate::model::{diag_normal_log_density, value_and_grad, LatentModel};
+use crate::model::{diag_normal_log_density, value_and_grad, AmortizedProposal, JointDensity};
 use crate::rng::{rng_guard, stream_seed, TAG_AIS_FORWARD, TAG_AIS_REVERSE};
 use crate::schedule::Schedule;
 use crate::stats::{
@@ -357,13 +357,35 @@ pub struct AisResult {
 }
 
 /// Forward AIS: estimates `log p(x)` for each example of `x` (`[B, ...]`, on the model's device)
-/// with `K` annealed chains from [`AisConfig::start`].
+/// with `K` annealed chains from [`AisConfig::start`], any of them (the encoder starts use the
+/// model's [`AmortizedProposal`]; [`ais_from_prior`] needs only the [`JointDensity`]).
 ///
 /// `progress(done, total)` is called after each annealing step of each group of examples
 /// (`total = groups · (N − 1)`). Runs under [`tch::no_grad`] (gradients in `z` are taken under
 /// [`tch::with_grad`] internally, see [`crate::model`]); seeds tch's global generator, holding
 /// [`crate::rng_guard`]; the model must be in inference mode. No gradient flows out.
-pub fn ais<M: LatentModel + ?Sized>(
+pub fn ais<M: AmortizedProposal + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<AisResult> {
+    forward(model, x, config, progress)
+}
+
+/// [`ais()`] for a model without a proposal: the chains start from the prior, so
+/// `config.start` must be [`AisStart::Prior`] (anything else is [`Error::Unsupported`]).
+pub fn ais_from_prior<M: JointDensity + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<AisResult> {
+    check_start(config.start, false)?;
+    forward(&PriorOnly(model), x, config, progress)
+}
+
+fn forward<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     config: &AisConfig,
@@ -391,7 +413,29 @@ pub fn ais<M: LatentModel + ?Sized>(
 /// on `log p(x)` (Grosse et al. 2015). All `K` chains of an example start from its one exact
 /// sample. Not available with [`AisStart::FlowPosterior`], which would need the inverse flow.
 /// Progress, modes and seeding as [`ais()`].
-pub fn reverse_ais<M: LatentModel + ?Sized>(
+pub fn reverse_ais<M: AmortizedProposal + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    z_exact: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<AisResult> {
+    reverse(model, x, z_exact, config, progress)
+}
+
+/// [`reverse_ais`] for a model without a proposal: `config.start` must be [`AisStart::Prior`].
+pub fn reverse_ais_from_prior<M: JointDensity + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    z_exact: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<AisResult> {
+    check_start(config.start, false)?;
+    reverse(&PriorOnly(model), x, z_exact, config, progress)
+}
+
+fn reverse<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     z_exact: &Tensor,
@@ -411,6 +455,71 @@ pub fn reverse_ais<M: LatentModel + ?Sized>(
             &mut Progress::new(progress, 0, total),
         )
     })
+}
+
+/// A model without a proposal, seen as one whose proposal is never asked for: the estimators
+/// for such models ([`ais_from_prior`] and friends) refuse every start but the prior before
+/// they run ([`check_start`]), and the annealing code encodes only for the other starts, so the
+/// proposal methods below are never called.
+pub(crate) struct PriorOnly<'a, M: JointDensity + ?Sized>(pub(crate) &'a M);
+
+impl<M: JointDensity + ?Sized> JointDensity for PriorOnly<'_, M> {
+    fn latent_dim(&self) -> i64 {
+        self.0.latent_dim()
+    }
+    fn device(&self) -> tch::Device {
+        self.0.device()
+    }
+    fn kind(&self) -> Kind {
+        self.0.kind()
+    }
+    fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+        self.0.log_joint(x, z)
+    }
+    fn log_joint_and_grad(&self, x: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        self.0.log_joint_and_grad(x, z)
+    }
+    fn log_prior(&self, z: &Tensor) -> Tensor {
+        self.0.log_prior(z)
+    }
+    fn log_prior_and_grad(&self, z: &Tensor) -> (Tensor, Tensor) {
+        self.0.log_prior_and_grad(z)
+    }
+    fn grad_log_prior(&self, z: &Tensor) -> Tensor {
+        self.0.grad_log_prior(z)
+    }
+    fn sample_prior(&self, n: i64) -> Tensor {
+        self.0.sample_prior(n)
+    }
+    fn activation_bytes_per_row(&self) -> Option<u64> {
+        self.0.activation_bytes_per_row()
+    }
+}
+
+impl<M: JointDensity + ?Sized> AmortizedProposal for PriorOnly<'_, M> {
+    type Posterior = ();
+    fn encode(&self, _x: &Tensor) {
+        unreachable!("check_start admits only the prior start for a model without a proposal")
+    }
+    fn base(&self, _posterior: &()) -> (Tensor, Tensor) {
+        unreachable!("check_start admits only the prior start for a model without a proposal")
+    }
+}
+
+/// Refuses a start from the encoder when the model has no proposal.
+pub(crate) fn check_start(start: AisStart, has_proposal: bool) -> Result<()> {
+    if start != AisStart::Prior && !has_proposal {
+        let name = match start {
+            AisStart::Prior => "prior",
+            AisStart::EncoderBase => "encoder_base",
+            AisStart::FlowPosterior => "flow_posterior",
+        };
+        return Err(Error::Unsupported(format!(
+            "start = {name} needs the model's proposal q(z | x): use the estimator for models \
+             with an AmortizedProposal (ais, reverse_ais, bdmc), or start = prior"
+        )));
+    }
+    Ok(())
 }
 
 /// Annealing steps over all groups: what a progress bar counts.
@@ -441,7 +550,7 @@ impl<'a> Progress<'a> {
     }
 }
 
-pub(crate) fn run<M: LatentModel + ?Sized>(
+pub(crate) fn run<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     z_exact: Option<&Tensor>,
@@ -559,7 +668,7 @@ struct GroupOut {
 }
 
 /// Anneals one group of `G` examples (`xs` `[G, ...]`) with `K` chains each.
-fn run_group<M: LatentModel + ?Sized>(
+fn run_group<M: AmortizedProposal + ?Sized>(
     model: &M,
     xs: &Tensor,
     z_exact: Option<&Tensor>,
@@ -708,7 +817,7 @@ impl Eval {
 }
 
 /// The two ends of the annealing path for one group.
-struct Target<'a, M: LatentModel + ?Sized> {
+struct Target<'a, M: AmortizedProposal + ?Sized> {
     model: &'a M,
     x: &'a Tensor,
     start: AisStart,
@@ -718,7 +827,7 @@ struct Target<'a, M: LatentModel + ?Sized> {
     shape: [i64; 3],
 }
 
-impl<M: LatentModel + ?Sized> Target<'_, M> {
+impl<M: AmortizedProposal + ?Sized> Target<'_, M> {
     /// Both ends' values and gradients at `z`.
     fn eval(&self, z: &Tensor) -> Result<Eval> {
         let rows = [self.shape[0], self.shape[1]];
@@ -767,7 +876,7 @@ impl<M: LatentModel + ?Sized> Target<'_, M> {
 
 /// One HMC move at inverse temperature `beta` with per-chain step sizes `eps` (`[K, G]`, f64).
 /// Updates `z`, `cache` and `momentum` in place; returns the acceptance indicators, `[K, G]` bool.
-fn hmc_move<M: LatentModel + ?Sized>(
+fn hmc_move<M: AmortizedProposal + ?Sized>(
     target: &Target<'_, M>,
     beta: f64,
     z: &mut Tensor,

@@ -5,14 +5,16 @@
 //! - [`BernoulliLogistic`]: `z ~ N(0, I_D)` with `D ∈ {1, 2}`, `x_p | z ~ Bernoulli(σ(W z + b)_p)`,
 //!   as a VAE decoder but linear. `log p(x)` by dense quadrature on a grid.
 //!
-//! Both implement [`LatentModel`] with a deliberately imperfect (tunable) proposal, so that the
+//! Both implement [`LatentModel`](crate::LatentModel) (all three parts) with a deliberately imperfect (tunable) proposal, so that the
 //! estimators have something to correct. They live in the library, not only in tests, so that the
 //! runnable example and downstream self-checks can use them.
 
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::{standard_normal_log_density, LatentModel, LN_2PI};
+use crate::model::{
+    standard_normal_log_density, AmortizedProposal, DataSimulator, JointDensity, LN_2PI,
+};
 
 /// The proposal of [`LinearGaussian`]: the exact posterior `N(m, Σ)`, distorted.
 ///
@@ -64,7 +66,7 @@ pub struct LinearGaussian {
     diag_log_sigma: Tensor,
 }
 
-/// What [`LinearGaussian::encode`](LatentModel::encode) computes: the proposal's mean, `[B, D]`.
+/// What [`LinearGaussian::encode`](AmortizedProposal::encode) computes: the proposal's mean, `[B, D]`.
 #[derive(Debug)]
 pub struct LinearGaussianPosterior {
     mean: Tensor,
@@ -194,9 +196,7 @@ impl LinearGaussian {
     }
 }
 
-impl LatentModel for LinearGaussian {
-    type Posterior = LinearGaussianPosterior;
-
+impl JointDensity for LinearGaussian {
     fn latent_dim(&self) -> i64 {
         self.w.size()[1]
     }
@@ -219,11 +219,10 @@ impl LatentModel for LinearGaussian {
         let grad = -z + self.scaled_residual(x, z).matmul(&self.w);
         (self.log_joint(x, z), grad)
     }
+}
 
-    fn sample_data(&self, z: &Tensor) -> Tensor {
-        let mean = z.matmul(&self.w.tr()) + &self.b;
-        &mean + mean.randn_like() * self.sigma
-    }
+impl AmortizedProposal for LinearGaussian {
+    type Posterior = LinearGaussianPosterior;
 
     fn encode(&self, x: &Tensor) -> LinearGaussianPosterior {
         let mean = self.posterior_mean(x) + self.proposal.mean_shift;
@@ -257,6 +256,13 @@ impl LatentModel for LinearGaussian {
     }
 }
 
+impl DataSimulator for LinearGaussian {
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        let mean = z.matmul(&self.w.tr()) + &self.b;
+        &mean + mean.randn_like() * self.sigma
+    }
+}
+
 /// A Bernoulli decoder that is logistic-linear in the latent (exact `log p(x)` by quadrature
 /// for 1 or 2 latent dimensions):
 /// `log p(x | z) = Σ_p [x_p ℓ_p − softplus(ℓ_p)]` with `ℓ = W z + b`, prior `N(0, I)`.
@@ -277,7 +283,7 @@ pub struct BernoulliLogistic {
     enc_log_sigma: f64,
 }
 
-/// What [`BernoulliLogistic::encode`](LatentModel::encode) computes.
+/// What [`BernoulliLogistic::encode`](AmortizedProposal::encode) computes.
 #[derive(Debug)]
 pub struct BernoulliPosterior {
     mean: Tensor,
@@ -358,9 +364,7 @@ impl BernoulliLogistic {
     }
 }
 
-impl LatentModel for BernoulliLogistic {
-    type Posterior = BernoulliPosterior;
-
+impl JointDensity for BernoulliLogistic {
     fn latent_dim(&self) -> i64 {
         self.w.size()[1]
     }
@@ -374,10 +378,10 @@ impl LatentModel for BernoulliLogistic {
         let log_lik = (x * &logits - logits.softplus()).sum_dim_intlist(-1, false, Kind::Float);
         standard_normal_log_density(z) + log_lik
     }
+}
 
-    fn sample_data(&self, z: &Tensor) -> Tensor {
-        (z.matmul(&self.w.tr()) + &self.b).sigmoid().bernoulli()
-    }
+impl AmortizedProposal for BernoulliLogistic {
+    type Posterior = BernoulliPosterior;
 
     fn encode(&self, x: &Tensor) -> BernoulliPosterior {
         let mean = (x.to_kind(Kind::Float) - &self.enc_offset).matmul(&self.enc_gain.tr());
@@ -390,5 +394,11 @@ impl LatentModel for BernoulliLogistic {
             posterior.mean.shallow_clone(),
             posterior.log_sigma.shallow_clone(),
         )
+    }
+}
+
+impl DataSimulator for BernoulliLogistic {
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        (z.matmul(&self.w.tr()) + &self.b).sigmoid().bernoulli()
     }
 }

@@ -10,10 +10,11 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::ais::{check_start, PriorOnly};
 use crate::ais::{run, steps_total, AisConfig, AisResult, AisStart, Progress};
 use crate::checks::{check_shape, num_examples};
 use crate::error::{Error, Result};
-use crate::model::LatentModel;
+use crate::model::{AmortizedProposal, DataSimulator, JointDensity};
 use crate::rng::{rng_guard, stream_seed, TAG_SIMULATE};
 use crate::stats::mean_and_stderr;
 
@@ -40,7 +41,7 @@ pub struct BdmcResult {
 /// Draws `n` examples from the model: `z ~ p(z)` (`[n, D]`) and `x ~ p(x | z)` (`[n, ...]`), with
 /// tch's generator seeded from `seed` (holding [`crate::rng_guard`]). Returns `(x, z)`. Runs under
 /// [`tch::no_grad`].
-pub fn simulate<M: LatentModel + ?Sized>(
+pub fn simulate<M: DataSimulator + ?Sized>(
     model: &M,
     n: usize,
     seed: u64,
@@ -68,7 +69,30 @@ pub fn simulate<M: LatentModel + ?Sized>(
 /// `config.start` must be [`crate::AisStart::Prior`] or [`crate::AisStart::EncoderBase`]. The two
 /// runs use different random streams and adapt their step sizes independently. `progress(done,
 /// total)` counts the annealing steps of both runs together. Modes and seeding as [`crate::ais()`].
-pub fn bdmc<M: LatentModel + ?Sized>(
+pub fn bdmc<M: AmortizedProposal + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    z_exact: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BdmcResult> {
+    both_ways(model, x, z_exact, config, progress)
+}
+
+/// [`bdmc()`] for a model without a proposal: `config.start` must be
+/// [`crate::AisStart::Prior`].
+pub fn bdmc_from_prior<M: JointDensity + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    z_exact: &Tensor,
+    config: &AisConfig,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BdmcResult> {
+    check_start(config.start, false)?;
+    both_ways(&PriorOnly(model), x, z_exact, config, progress)
+}
+
+fn both_ways<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     z_exact: &Tensor,

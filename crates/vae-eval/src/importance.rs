@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 
 use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
-use crate::model::LatentModel;
+use crate::model::{AmortizedProposal, JointDensity};
 use crate::rng::{rng_guard, stream_seed, TAG_IS};
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
@@ -37,7 +37,7 @@ pub struct IsConfig {
     /// of `max_rows`. The original used 200 rows (one sample for each of 200 images).
     /// `None` (the default): as many rows as keep one call's activations within
     /// [`IS_ACTIVATION_BUDGET`] by the model's own estimate
-    /// ([`LatentModel::activation_bytes_per_row`]), at most [`IS_MAX_ROWS_CAP`], or
+    /// ([`JointDensity::activation_bytes_per_row`]), at most [`IS_MAX_ROWS_CAP`], or
     /// [`IS_ROWS_UNKNOWN_MODEL`] for a model without an estimate ([`IsConfig::rows_for`]). The
     /// result's config holds the number used.
     pub max_rows: Option<usize>,
@@ -125,9 +125,9 @@ impl IsConfig {
 
     /// The rows per model call for `model`: `max_rows` when set, else the most that keep one
     /// call's activations within [`IS_ACTIVATION_BUDGET`] by
-    /// [`LatentModel::activation_bytes_per_row`], between 1 and [`IS_MAX_ROWS_CAP`], else
+    /// [`JointDensity::activation_bytes_per_row`], between 1 and [`IS_MAX_ROWS_CAP`], else
     /// [`IS_ROWS_UNKNOWN_MODEL`].
-    pub fn rows_for<M: LatentModel + ?Sized>(&self, model: &M) -> usize {
+    pub fn rows_for<M: JointDensity + ?Sized>(&self, model: &M) -> usize {
         self.max_rows.unwrap_or_else(|| {
             model
                 .activation_bytes_per_row()
@@ -136,7 +136,7 @@ impl IsConfig {
     }
 
     /// This config with `max_rows` set to [`rows_for`](Self::rows_for) `model`.
-    pub fn resolved<M: LatentModel + ?Sized>(&self, model: &M) -> IsConfig {
+    pub fn resolved<M: JointDensity + ?Sized>(&self, model: &M) -> IsConfig {
         IsConfig {
             max_rows: Some(self.rows_for(model)),
             ..self.clone()
@@ -224,7 +224,7 @@ pub fn iwae_sample_counts(k: usize) -> Vec<usize> {
 /// Errors: a bad config, an empty `x`, a model returning the wrong shapes
 /// ([`Error::Shape`]), or a NaN / `+inf` log-weight or an example whose weights are all zero
 /// ([`Error::NonFinite`]).
-pub fn importance_sampling<M: LatentModel + ?Sized>(
+pub fn importance_sampling<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     config: &IsConfig,
@@ -237,7 +237,7 @@ pub fn importance_sampling<M: LatentModel + ?Sized>(
 
 /// [`importance_sampling`] reading the log-weights back once `read_back_values` are held.
 /// Holds [`crate::rng_guard`] from its first seed to its last draw.
-fn run<M: LatentModel + ?Sized>(
+fn run<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
     config: &IsConfig,
@@ -575,39 +575,47 @@ mod tests {
         );
     }
 
-    /// Delegates to a model and counts its encoder runs.
+    /// Delegates to a model and counts its encoder runs. IS needs no data simulation, so it
+    /// implements only the density and the proposal.
     struct CountingEncodes<'a> {
         inner: &'a LinearGaussian,
         encodes: std::cell::Cell<usize>,
     }
 
-    impl LatentModel for CountingEncodes<'_> {
-        type Posterior = <LinearGaussian as LatentModel>::Posterior;
+    impl JointDensity for CountingEncodes<'_> {
         fn latent_dim(&self) -> i64 {
             self.inner.latent_dim()
         }
+
         fn device(&self) -> tch::Device {
             self.inner.device()
         }
+
         fn kind(&self) -> Kind {
             self.inner.kind()
         }
+
         fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
             self.inner.log_joint(x, z)
         }
-        fn sample_data(&self, z: &Tensor) -> Tensor {
-            self.inner.sample_data(z)
-        }
+    }
+
+    impl AmortizedProposal for CountingEncodes<'_> {
+        type Posterior = <LinearGaussian as AmortizedProposal>::Posterior;
+
         fn encode(&self, x: &Tensor) -> Self::Posterior {
             self.encodes.set(self.encodes.get() + 1);
             self.inner.encode(x)
         }
+
         fn base(&self, posterior: &Self::Posterior) -> (Tensor, Tensor) {
             self.inner.base(posterior)
         }
+
         fn flow(&self, posterior: &Self::Posterior, z0: &Tensor) -> (Tensor, Tensor) {
             self.inner.flow(posterior, z0)
         }
+
         fn sample_posterior(&self, posterior: &Self::Posterior, eps: &Tensor) -> (Tensor, Tensor) {
             self.inner.sample_posterior(posterior, eps)
         }

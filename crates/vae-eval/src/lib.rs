@@ -4,11 +4,12 @@
 //!
 //! # Brief overview
 //!
-//! - [`LatentModel`] is the small interface a model implements: `log p(x, z)` and its gradient in
-//!   `z`, the prior, and a reparameterised proposal (a Gaussian base and a flow with its
-//!   log-determinant). `vae-model` implements it for the VAE; [`analytic`] holds reference models
-//!   whose `log p(x)` is known exactly. The [`model`] module documents the shape conventions and
-//!   who handles inference mode and `no_grad`.
+//! - A model implements the parts its estimator needs: [`JointDensity`] (`log p(x, z)` and its
+//!   gradient in `z`, the prior), [`AmortizedProposal`] (a reparameterised `q(z | x)`: a
+//!   Gaussian base and a flow with its log-determinant) and [`DataSimulator`] (`x ~ p(x | z)`);
+//!   [`LatentModel`] is all three. `vae-model` implements them for the VAE; [`analytic`] holds
+//!   reference models whose `log p(x)` is known exactly. The [`model`] module documents the
+//!   shape conventions and who handles inference mode and `no_grad`.
 //! - [`importance_sampling`] (ORIGINAL §5.1) gives `log p̂(x)` per example, its effective sample
 //!   size, the mean NLL with standard errors, the ELBO and the IWAE-bound curve, configured by
 //!   [`IsConfig`].
@@ -17,6 +18,8 @@
 //!   [`AisConfig`]; it reports the AIS estimate and the original's looser mean-log-weight bound.
 //! - [`bdmc()`] brackets `log p(x)` of data drawn by [`simulate`] between forward AIS and
 //!   [`reverse_ais`].
+//! - [`ais_from_prior`], [`reverse_ais_from_prior`] and [`bdmc_from_prior`] do the same from
+//!   the prior for a model that has a [`JointDensity`] only.
 //!
 //! Every estimator takes a `progress(done, total)` callback, seeds tch's generator from its
 //! config (holding [`rng_guard`], so that concurrent runs do not mix their draws), runs under
@@ -51,15 +54,15 @@ pub mod schedule;
 pub mod stats;
 
 pub use ais::{
-    ais, reverse_ais, AisConfig, AisResult, AisStart, AisTrace, Direction, HmcConfig,
-    StepSizeAdaptation,
+    ais, ais_from_prior, reverse_ais, reverse_ais_from_prior, AisConfig, AisResult, AisStart,
+    AisTrace, Direction, HmcConfig, StepSizeAdaptation,
 };
-pub use bdmc::{bdmc, simulate, BdmcResult};
+pub use bdmc::{bdmc, bdmc_from_prior, simulate, BdmcResult};
 pub use error::{Error, Result};
 pub use importance::{
     importance_sampling, iwae_sample_counts, rows_within_budget, IsConfig, IsPasses, IsResult,
     IwaePoint, IS_ACTIVATION_BUDGET, IS_MAX_ROWS_CAP, IS_ROWS_UNKNOWN_MODEL,
 };
-pub use model::LatentModel;
+pub use model::{AmortizedProposal, DataSimulator, JointDensity, LatentModel};
 pub use rng::rng_guard;
 pub use schedule::{sigmoid_schedule, Schedule};

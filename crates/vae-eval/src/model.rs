@@ -1,8 +1,58 @@
-//! The model interface the estimators need: [`LatentModel`].
+//! The model interface the estimators need, in three parts so that a model implements only
+//! what its estimator uses (a missing part is a compile error naming the trait):
+//!
+//! - [`JointDensity`]: `log p(x, z)`, `log p(z)`, their gradients in `z`, prior draws. AIS and
+//!   BDMC from the prior ([`crate::ais_from_prior`], [`crate::bdmc_from_prior`]) need no more.
+//! - [`AmortizedProposal`]: the amortised `q(z | x)` (encoder, Gaussian base, flow): importance
+//!   sampling, and AIS or BDMC that may start from the encoder ([`crate::ais()`],
+//!   [`crate::bdmc()`]).
+//! - [`DataSimulator`]: `x ~ p(x | z)`, for [`crate::simulate`] (BDMC's data).
+//!
+//! [`LatentModel`] is all three, implemented automatically for any type that has them.
+//!
+//! A model with a density alone (here `z ~ N(0, 1)`, `x | z ~ N(z, 1)`, so `p(x) = N(x; 0, 2)`)
+//! gets AIS from the prior:
+//!
+//! ```
+//! use tch::{Device, Tensor};
+//! use vae_eval::model::{standard_normal_log_density, JointDensity};
+//! use vae_eval::{ais_from_prior, AisConfig};
+//!
+//! struct Shift;
+//! impl JointDensity for Shift {
+//!     fn latent_dim(&self) -> i64 { 1 }
+//!     fn device(&self) -> Device { Device::Cpu }
+//!     fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+//!         // x [B, 1] against z [S, B, 1]: log p(z) + log N(x; z, 1).
+//!         standard_normal_log_density(z) + standard_normal_log_density(&(x.unsqueeze(0) - z))
+//!     }
+//! }
+//! let x = Tensor::from_slice(&[0.5f32]).view([1, 1]);
+//! let r = ais_from_prior(&Shift, &x, &AisConfig::default(), &mut |_, _| {}).unwrap();
+//! let exact = -0.5 * (2.0 * std::f64::consts::PI * 2.0).ln() - 0.25 * 0.25;
+//! let se = r.log_px_stderr[0].unwrap();
+//! assert!((r.log_px[0] - exact).abs() < 4.0 * se, "{} ± {se} vs {exact}", r.log_px[0]);
+//! ```
+//!
+//! Importance sampling needs a proposal, so the same model does not compile there:
+//!
+//! ```compile_fail
+//! # use tch::{Device, Tensor};
+//! # use vae_eval::model::JointDensity;
+//! # struct Shift;
+//! # impl JointDensity for Shift {
+//! #     fn latent_dim(&self) -> i64 { 1 }
+//! #     fn device(&self) -> Device { Device::Cpu }
+//! #     fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor { unimplemented!() }
+//! # }
+//! let x = Tensor::zeros([1, 1], (tch::Kind::Float, Device::Cpu));
+//! // error[E0277]: the trait bound `Shift: AmortizedProposal` is not satisfied
+//! vae_eval::importance_sampling(&Shift, &x, &Default::default(), &mut |_, _| {});
+//! ```
 //!
 //! # Conventions
 //!
-//! - `B` is the number of examples in a call, `D` the latent dimension ([`LatentModel::latent_dim`]),
+//! - `B` is the number of examples in a call, `D` the latent dimension ([`JointDensity::latent_dim`]),
 //!   `S` the number of samples (IS) or chains (AIS) per example.
 //! - Latents that go with a batch of examples have **rank 3, `[S, B, D]`, sample-major**: row
 //!   `(s, b)` belongs to sample (or chain) `s` of example `b`, and pairs with `x[b]`. Flattened to
@@ -12,8 +62,8 @@
 //! - Every log-density is in **nats**, per row, summed over latent and data dimensions, with all
 //!   normalising constants included (`½ log 2π` terms), so that `log p(x)` estimates are
 //!   comparable with other papers.
-//! - Latents and model outputs are in [`LatentModel::kind`] (f32 by default) on
-//!   [`LatentModel::device`]; the estimators accumulate log-weights in f64 themselves.
+//! - Latents and model outputs are in [`JointDensity::kind`] (f32 by default) on
+//!   [`JointDensity::device`]; the estimators accumulate log-weights in f64 themselves.
 //!
 //! # Who does what about modes and gradients
 //!
@@ -23,12 +73,12 @@
 //!   chunking of the estimators relies on.
 //! - **`no_grad` is the estimators' job.** Every estimator runs inside [`tch::no_grad`] and turns
 //!   gradient tracking back on ([`tch::with_grad`]) only around the calls that differentiate with
-//!   respect to `z`: [`LatentModel::log_joint_and_grad`], [`LatentModel::log_prior_and_grad`], and,
-//!   when annealing in the flow's base space, [`LatentModel::flow`] and
-//!   [`LatentModel::log_joint`] composed. Implementations need not call either. Only gradients with
+//!   respect to `z`: [`JointDensity::log_joint_and_grad`], [`JointDensity::log_prior_and_grad`], and,
+//!   when annealing in the flow's base space, [`AmortizedProposal::flow`] and
+//!   [`JointDensity::log_joint`] composed. Implementations need not call either. Only gradients with
 //!   respect to `z` are computed (`torch.autograd.grad` semantics): the parameters' `.grad` are never
 //!   touched, and nothing the estimators return carries a graph.
-//! - The estimators call [`LatentModel::encode`] under `no_grad`, once per chunk of examples; the
+//! - The estimators call [`AmortizedProposal::encode`] under `no_grad`, once per chunk of examples; the
 //!   posterior handle therefore holds plain tensors.
 
 use tch::{Device, Kind, Tensor};
@@ -36,23 +86,14 @@ use tch::{Device, Kind, Tensor};
 /// `ln(2π)`.
 pub const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
-/// A latent-variable model `p(x, z) = p(z) p(x | z)` with a reparameterised proposal `q(z | x)`,
-/// as the estimators of this crate see it.
-///
-/// The proposal is a Gaussian base `q0(z0 | x) = N(mu, diag sigma²)` followed by an invertible map
-/// `z = f(z0; x)` (a normalising flow, the identity by default), so that
-/// `log q(z | x) = log q0(z0 | x) − log |det ∂f/∂z0|`.
+/// The density a latent-variable model `p(x, z) = p(z) p(x | z)` defines, as the estimators
+/// see it: the target of AIS and the numerator of importance weights.
 ///
 /// See the [module documentation](self) for the shape conventions, units and the split of
 /// responsibilities over inference mode and `no_grad`. Methods return tensors and may panic on
 /// internal failures, as tch's `forward` does; the estimators check the shapes they get back and
 /// report mismatches as [`crate::Error::Shape`].
-pub trait LatentModel {
-    /// What [`encode`](Self::encode) computes once per batch of examples and the proposal methods
-    /// reuse for every sample: for a VAE, the encoder's `mu`, `log_sigma` and flow context, each
-    /// `[B, ...]`. Opaque to the estimators.
-    type Posterior;
-
+pub trait JointDensity {
     /// The latent dimension `D`.
     fn latent_dim(&self) -> i64;
 
@@ -112,10 +153,6 @@ pub trait LatentModel {
         Tensor::randn([n, self.latent_dim()], (self.kind(), self.device()))
     }
 
-    /// One draw `x ~ p(x | z)` per row of `z` `[n, D]`: returns `[n, ...]`, shaped like the
-    /// examples `log_joint` takes. Uses tch's global RNG. Only BDMC needs it (to simulate data).
-    fn sample_data(&self, z: &Tensor) -> Tensor;
-
     /// Bytes of activations that one row (one example-sample pair) of a model call holds at
     /// its peak, if the model can estimate it. Importance sampling sizes its calls from it
     /// when [`IsConfig::max_rows`](crate::IsConfig::max_rows) is `None`; the default, `None`,
@@ -123,6 +160,26 @@ pub trait LatentModel {
     fn activation_bytes_per_row(&self) -> Option<u64> {
         None
     }
+}
+
+/// Data simulation `x ~ p(x | z)`: what BDMC needs to make data whose latents are known.
+pub trait DataSimulator: JointDensity {
+    /// One draw `x ~ p(x | z)` per row of `z` `[n, D]`: returns `[n, ...]`, shaped like the
+    /// examples `log_joint` takes. Uses tch's global RNG.
+    fn sample_data(&self, z: &Tensor) -> Tensor;
+}
+
+/// A reparameterised, amortised proposal `q(z | x)`: what importance sampling needs, and AIS when
+/// it starts from the encoder.
+///
+/// The proposal is a Gaussian base `q0(z0 | x) = N(mu, diag sigma²)` followed by an invertible map
+/// `z = f(z0; x)` (a normalising flow, the identity by default), so that
+/// `log q(z | x) = log q0(z0 | x) − log |det ∂f/∂z0|`.
+pub trait AmortizedProposal: JointDensity {
+    /// What [`encode`](Self::encode) computes once per batch of examples and the proposal methods
+    /// reuse for every sample: for a VAE, the encoder's `mu`, `log_sigma` and flow context, each
+    /// `[B, ...]`. Opaque to the estimators.
+    type Posterior;
 
     /// Runs the inference network once on `x` `[B, ...]` and returns what the proposal methods
     /// need. Called under `no_grad`; must be in inference mode.
@@ -171,6 +228,13 @@ pub trait LatentModel {
         (z, log_q0 - log_det)
     }
 }
+
+/// A model every estimator can use: [`JointDensity`], [`AmortizedProposal`] and
+/// [`DataSimulator`] together.
+/// Implemented automatically; implement the three parts instead.
+pub trait LatentModel: JointDensity + AmortizedProposal + DataSimulator {}
+
+impl<M: JointDensity + AmortizedProposal + DataSimulator + ?Sized> LatentModel for M {}
 
 /// `Σ_d (−z_d²/2 − ½ ln 2π)` over the last dimension: `[..., D]` gives `[...]`, nats.
 pub fn standard_normal_log_density(z: &Tensor) -> Tensor {

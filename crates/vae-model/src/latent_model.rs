@@ -4,7 +4,9 @@
 //! example's numbers do not depend on the rest of its chunk.
 
 use tch::{Device, Kind, Tensor};
-use vae_eval::model::{standard_normal_log_density, LatentModel};
+use vae_eval::model::{
+    standard_normal_log_density, AmortizedProposal, DataSimulator, JointDensity,
+};
 use vae_flows::FrozenFlow;
 use vae_nets::FrozenDecoder;
 
@@ -56,9 +58,7 @@ impl<'a> VaeLatentModel<'a> {
     }
 }
 
-impl LatentModel for VaeLatentModel<'_> {
-    type Posterior = VaePosterior;
-
+impl JointDensity for VaeLatentModel<'_> {
     fn latent_dim(&self) -> i64 {
         self.vae.latent()
     }
@@ -92,10 +92,10 @@ impl LatentModel for VaeLatentModel<'_> {
     fn grad_log_prior(&self, z: &Tensor) -> Tensor {
         -z
     }
+}
 
-    fn sample_data(&self, z: &Tensor) -> Tensor {
-        self.decoder.forward(z).sigmoid().bernoulli()
-    }
+impl AmortizedProposal for VaeLatentModel<'_> {
+    type Posterior = VaePosterior;
 
     fn encode(&self, x: &Tensor) -> VaePosterior {
         let (mu, log_sigma, context) = self.vae.encode(x, false);
@@ -121,5 +121,11 @@ impl LatentModel for VaeLatentModel<'_> {
             None => self.vae.flow(&flat(z0), ctx.as_ref(), false),
         };
         (z.view([s, b, d]), log_det.view([s, b]))
+    }
+}
+
+impl DataSimulator for VaeLatentModel<'_> {
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        self.decoder.forward(z).sigmoid().bernoulli()
     }
 }

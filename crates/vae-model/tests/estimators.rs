@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use tch::{Device, Kind, Tensor};
 use vae_data::{Dataset, DatasetKind, SplitConfig, SplitKind};
-use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, LatentModel};
+use vae_eval::{AisConfig, AisStart, AmortizedProposal, HmcConfig, IsConfig, JointDensity};
 use vae_flows::FlowConfig;
 use vae_model::{ExperimentConfig, ModelConfig, TrainConfig, Trainer, VaeLatentModel};
 use vae_nets::{DecoderConfig, EncoderConfig};
