@@ -1,4 +1,4 @@
-//! The VAE as vae-eval's [`LatentModel`]: what the estimators (IS, AIS, BDMC) evaluate.
+//! The VAE as vae-eval's [`LatentModel`](vae_eval::LatentModel): what the estimators (IS, AIS, BDMC) evaluate.
 //!
 //! Every method runs the networks in inference mode (BN with running statistics), so one
 //! example's numbers do not depend on the rest of its chunk.
@@ -12,7 +12,7 @@ use vae_nets::FrozenDecoder;
 
 use crate::vae::Vae;
 
-/// What [`LatentModel::encode`] keeps per batch: `mu`, `log_sigma` `[B, D]` and the flow context
+/// What [`AmortizedProposal::encode`] keeps per batch: `mu`, `log_sigma` `[B, D]` and the flow context
 /// `[B, C]` when the flow has one.
 #[derive(Debug)]
 pub struct VaePosterior {
