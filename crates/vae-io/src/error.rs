@@ -81,6 +81,53 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A result file, or one line of a JSON-lines file, is not JSON at all.
+    #[error("{}: not JSON: {reason}", at(.path, .line, .column))]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the file, where known.
+        line: Option<usize>,
+        /// 1-based column, where known.
+        column: Option<usize>,
+        /// serde_json's reason, without its position.
+        reason: String,
+    },
+    /// A result file's key is missing, unknown, or holds a value of the wrong type.
+    #[error("{}: key `{key}`: {reason}", at(.path, .line, .column))]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the file, where known.
+        line: Option<usize>,
+        /// 1-based column, where known.
+        column: Option<usize>,
+        /// The key, as a path from the top: `test.neg_elbo`, `iwae_curve[2].k`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A result CSV's header or one of its cells is not what its row type says.
+    #[error("{}: column `{column}`: {reason}", at(.path, &Some(*.line), &None))]
+    BadCsv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the file (the header is line 1).
+        line: usize,
+        /// The column's name (`header` for the header line).
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `path`, `path:line` or `path:line:column`, as compilers name a place in a file.
+fn at(path: &std::path::Path, line: &Option<usize>, column: &Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+        (Some(l), None) => format!("{}:{l}", path.display()),
+        _ => path.display().to_string(),
+    }
 }
 
 /// `Result` with this crate's [`Error`].

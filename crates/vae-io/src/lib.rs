@@ -9,7 +9,10 @@ pub mod grid;
 pub mod idx;
 pub mod png;
 pub mod raster;
+pub mod results;
+pub mod run_dir;
 
 pub use atomic::{write_atomic, write_json};
 pub use error::{Error, Result};
 pub use grid::{image_grid, GreyImage};
+pub use run_dir::RunDir;

@@ -1,0 +1,210 @@
+//! `eval-<method>-<split>.csv`: one row per image of `vae eval`, one row type per method, one
+//! writer and one reader.
+//!
+//! The format is plain: a header line, then one line per image, cells separated by commas
+//! with no quoting (every cell is a number), each ending in a newline. Numbers are Rust's
+//! shortest round-trip form (`1`, `-97.17213116621068`, `NaN`, `inf`); an absent value (a
+//! standard error of one sample) is an empty cell.
+
+use std::path::Path;
+
+use super::read_text;
+use crate::error::{Error, Result};
+
+/// A row of a per-image CSV.
+pub trait CsvRow: Sized {
+    /// The column names, in order: the header line.
+    const COLUMNS: &'static [&'static str];
+
+    /// The row's cells, one per column.
+    fn cells(&self) -> Vec<String>;
+
+    /// The row from its cells (as many as [`CsvRow::COLUMNS`]); an error gives the index of
+    /// the bad cell and why.
+    fn from_cells(cells: &[&str]) -> std::result::Result<Self, (usize, String)>;
+}
+
+/// One image of an importance-sampling evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IsRow {
+    /// The image's index in the evaluated split.
+    pub index: usize,
+    /// `log p̂(x)` from all k samples, nats.
+    pub log_px: f64,
+    /// Its Monte Carlo standard error (`None` for one sample).
+    pub log_px_stderr: Option<f64>,
+    /// The ELBO of the same samples, nats.
+    pub elbo: f64,
+    /// The effective sample size of the importance weights.
+    pub ess: f64,
+}
+
+/// One image of an AIS evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AisRow {
+    /// The image's index in the evaluated split.
+    pub index: usize,
+    /// `log p̂(x)`, the log-mean-exp of the chains' weights, nats.
+    pub log_px: f64,
+    /// Its Monte Carlo standard error (`None` for one chain).
+    pub log_px_stderr: Option<f64>,
+    /// The chains' mean log-weight (the original's number), nats.
+    pub mean_log_weight: f64,
+    /// The effective sample size of the chains' weights.
+    pub ess: f64,
+}
+
+/// One simulated image of a BDMC evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BdmcRow {
+    /// The simulated image's index.
+    pub index: usize,
+    /// Forward AIS's lower bound on `log p(x)`, nats.
+    pub forward_log_px: f64,
+    /// Reverse AIS's upper bound on `log p(x)`, nats.
+    pub reverse_log_px: f64,
+    /// `reverse - forward`.
+    pub gap: f64,
+}
+
+fn num(cells: &[&str], i: usize) -> std::result::Result<f64, (usize, String)> {
+    cells[i]
+        .parse()
+        .map_err(|_| (i, format!("`{}` is not a number", cells[i])))
+}
+
+fn opt_num(cells: &[&str], i: usize) -> std::result::Result<Option<f64>, (usize, String)> {
+    if cells[i].is_empty() {
+        return Ok(None);
+    }
+    num(cells, i).map(Some)
+}
+
+fn index(cells: &[&str]) -> std::result::Result<usize, (usize, String)> {
+    cells[0]
+        .parse()
+        .map_err(|_| (0, format!("`{}` is not an image index", cells[0])))
+}
+
+fn opt_cell(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl CsvRow for IsRow {
+    const COLUMNS: &'static [&'static str] = &["index", "log_px", "log_px_stderr", "elbo", "ess"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.index.to_string(),
+            self.log_px.to_string(),
+            opt_cell(self.log_px_stderr),
+            self.elbo.to_string(),
+            self.ess.to_string(),
+        ]
+    }
+
+    fn from_cells(c: &[&str]) -> std::result::Result<Self, (usize, String)> {
+        Ok(IsRow {
+            index: index(c)?,
+            log_px: num(c, 1)?,
+            log_px_stderr: opt_num(c, 2)?,
+            elbo: num(c, 3)?,
+            ess: num(c, 4)?,
+        })
+    }
+}
+
+impl CsvRow for AisRow {
+    const COLUMNS: &'static [&'static str] =
+        &["index", "log_px", "log_px_stderr", "mean_log_weight", "ess"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.index.to_string(),
+            self.log_px.to_string(),
+            opt_cell(self.log_px_stderr),
+            self.mean_log_weight.to_string(),
+            self.ess.to_string(),
+        ]
+    }
+
+    fn from_cells(c: &[&str]) -> std::result::Result<Self, (usize, String)> {
+        Ok(AisRow {
+            index: index(c)?,
+            log_px: num(c, 1)?,
+            log_px_stderr: opt_num(c, 2)?,
+            mean_log_weight: num(c, 3)?,
+            ess: num(c, 4)?,
+        })
+    }
+}
+
+impl CsvRow for BdmcRow {
+    const COLUMNS: &'static [&'static str] = &["index", "forward_log_px", "reverse_log_px", "gap"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.index.to_string(),
+            self.forward_log_px.to_string(),
+            self.reverse_log_px.to_string(),
+            self.gap.to_string(),
+        ]
+    }
+
+    fn from_cells(c: &[&str]) -> std::result::Result<Self, (usize, String)> {
+        Ok(BdmcRow {
+            index: index(c)?,
+            forward_log_px: num(c, 1)?,
+            reverse_log_px: num(c, 2)?,
+            gap: num(c, 3)?,
+        })
+    }
+}
+
+/// Writes `rows` under their header, atomically ([`crate::write_atomic`]).
+pub fn write_csv<R: CsvRow>(path: &Path, rows: &[R]) -> Result<()> {
+    let mut text = R::COLUMNS.join(",");
+    text.push('\n');
+    for r in rows {
+        text.push_str(&r.cells().join(","));
+        text.push('\n');
+    }
+    crate::write_atomic(path, text.as_bytes())
+}
+
+/// Reads the rows of a file [`write_csv`] wrote. The header must be `R`'s; an error names the
+/// file, the line and the column ([`Error::BadCsv`]).
+pub fn read_csv<R: CsvRow>(path: &Path) -> Result<Vec<R>> {
+    let text = read_text(path)?;
+    let bad = |line: usize, column: &str, reason: String| Error::BadCsv {
+        path: path.to_path_buf(),
+        line,
+        column: column.to_string(),
+        reason,
+    };
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let want = R::COLUMNS.join(",");
+    if header != want {
+        return Err(bad(1, "header", format!("`{header}`, expected `{want}`")));
+    }
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            let line = i + 2;
+            let cells: Vec<&str> = l.split(',').collect();
+            if cells.len() != R::COLUMNS.len() {
+                return Err(bad(
+                    line,
+                    R::COLUMNS[cells.len().min(R::COLUMNS.len() - 1)],
+                    format!(
+                        "{} cells, expected {} ({want})",
+                        cells.len(),
+                        R::COLUMNS.len()
+                    ),
+                ));
+            }
+            R::from_cells(&cells).map_err(|(c, reason)| bad(line, R::COLUMNS[c], reason))
+        })
+        .collect()
+}
