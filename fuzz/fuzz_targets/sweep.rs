@@ -1,5 +1,6 @@
-//! Fuzzes sweep files (`xtask::sweep::Sweep::from_value`), the expansion into runs, the plot axis,
-//! the `vae` arguments of every run and the Slurm script (`xtask::slurm::script`).
+//! Fuzzes sweep files (`vae_sweep::Sweep::parse`, the serde reading of `cargo xtask sweep`), the
+//! expansion into runs, the plot axis, the `vae` arguments of every run and the Slurm script
+//! (`vae_sweep::slurm::script`).
 //!
 //! The sweep's `base` is resolved against a scratch folder that holds `base.json`.
 //!
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use xtask::sweep::{Plan, Sweep};
+use vae_sweep::{Plan, Sweep};
 
 fn dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -27,19 +28,17 @@ fn dir() -> &'static Path {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+    let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let sweep = match Sweep::from_value(&value, "fuzz", dir()) {
+    let sweep = match Sweep::parse(text, "fuzz", dir()) {
         Ok(s) => s,
         Err(e) => {
-            let _ = format!("{e:#}");
+            let _ = e.to_string();
             return;
         }
     };
-    let runs = sweep
-        .runs()
-        .expect("from_value expanded the runs once already");
+    let runs = sweep.runs().expect("parse expanded the runs once already");
     let _ = sweep.axis(&runs);
     let mut names = HashSet::new();
     for r in &runs {
@@ -90,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             plan.eval_args(r),
         );
     }
-    let script = xtask::slurm::script(&plan, Some(2));
+    let script = vae_sweep::slurm::script(&plan, Some(2));
     for line in script.lines() {
         if line == "set -euo pipefail" {
             break;

@@ -1,14 +1,14 @@
 //! flowvae's project automation, in Rust instead of shell scripts (rust-analyzer style).
 //!
 //! The library half holds the pieces worth testing and fuzzing on their own (the MNIST pickle
-//! converter, sweep files, the Slurm script, the summary and its plot); `main.rs` is the command
-//! line. This crate links no crate that links libtorch (of the workspace's crates, only `vae-io`):
-//! it must run on a fresh machine before libtorch is installed.
+//! converter, the benchmark tables) and the `sweep` driver over the sweep engine (`vae-sweep`,
+//! which holds sweep files, the backends, the summary and its plot); `main.rs` is the command
+//! line. This crate links no crate that links libtorch (of the workspace's crates, only `vae-io`
+//! and `vae-sweep`): it must run on a fresh machine before libtorch is installed.
 
 pub mod bench;
 pub mod bootstrap;
 pub mod mnist_pickle;
-pub mod slurm;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

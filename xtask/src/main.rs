@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use xtask::bootstrap::{self, Layout};
 use xtask::cargo;
-use xtask::sweep::{self, Backend};
+use xtask::sweep;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "flowvae project automation")]
@@ -42,7 +42,7 @@ enum Cmd {
         file: PathBuf,
         /// Where the runs execute
         #[arg(long, value_enum, default_value = "local")]
-        backend: Backend,
+        backend: BackendArg,
         /// Local: runs at a time [default: the sweep file's `jobs`, else 1]. Slurm: most array
         /// tasks at a time [default: no limit]
         #[arg(long)]
@@ -56,6 +56,9 @@ enum Cmd {
         /// Output folder [default: runs/sweeps/<sweep name>]
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The `vae` binary the runs use, as it is [default: target/release/vae, built first]
+        #[arg(long)]
+        vae: Option<PathBuf>,
     },
     /// Benchmark flowvae beside its PyTorch reference; writes BENCHMARKS.md and BENCHMARKS.json
     Bench {
@@ -91,6 +94,15 @@ enum Cmd {
     },
 }
 
+/// Where the runs execute (`vae_sweep::Backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// On this machine, `--jobs` runs at a time
+    Local,
+    /// As one Slurm array job (sbatch), one task per run
+    Slurm,
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,15 +126,20 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             dry_run,
             out,
+            vae,
         } => sweep::run(
             &root,
             &file,
             &sweep::Options {
-                backend,
+                backend: match backend {
+                    BackendArg::Local => vae_sweep::Backend::Local,
+                    BackendArg::Slurm => vae_sweep::Backend::Slurm,
+                },
                 jobs,
                 threads,
                 dry_run,
                 out,
+                vae,
             },
         ),
         Cmd::Bench {

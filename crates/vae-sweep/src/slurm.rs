@@ -1,4 +1,4 @@
-//! The Slurm backend of `cargo xtask sweep`: one sbatch array script (one task per run),
+//! The Slurm backend: one sbatch array script (one task per run),
 //! submitted, followed with `squeue`, failed tasks resubmitted once, results read from the run
 //! folders exactly as the local backend reads them.
 //!
@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::sweep::{Plan, RunState};
+use crate::error::{Error, Result};
+use crate::plan::{Plan, RunState};
 
 /// Seconds between two `squeue` calls.
 const POLL: Duration = Duration::from_secs(2);
@@ -189,15 +189,12 @@ pub fn script(plan: &Plan, max_parallel: Option<usize>) -> String {
     s
 }
 
-fn require(tool: &str) -> Result<()> {
+fn require(tool: &'static str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        bail!(
-            "the slurm backend needs `{tool}` on PATH: run it on a Slurm login node, or start a \
-             single-node Slurm here with scripts/slurm-start.sh"
-        );
+        return Err(Error::NoSlurm { tool });
     }
     Ok(())
 }
@@ -213,22 +210,26 @@ fn submit(plan: &Plan, indices: &[usize], max_parallel: Option<usize>) -> Result
         .arg(script_path(plan))
         .current_dir(&plan.root)
         .output()
-        .context("starting sbatch")?;
+        .map_err(|error| Error::Start {
+            program: "sbatch".into(),
+            error,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!(
-            "sbatch --array={spec} {} failed ({}): {}",
-            script_path(plan).display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(Error::SlurmFailed {
+            command: format!("sbatch --array={spec} {}", script_path(plan).display()),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     let id = stdout
         .trim()
         .split(';')
         .next()
         .and_then(|s| s.parse::<u64>().ok())
-        .with_context(|| format!("sbatch printed {stdout:?}, not a job id"))?;
+        .ok_or_else(|| Error::NoJobId {
+            stdout: stdout.to_string(),
+        })?;
     let path = plan.out.join("slurm/jobs.json");
     let mut jobs = read_jobs(plan);
     jobs.push(id);
@@ -300,13 +301,20 @@ fn query(jobs: &[u64]) -> Result<BTreeMap<(u64, usize), String>> {
             .args(["-h", "-r", "-t", "all", "-o", "%i|%T", "-j"])
             .arg(job.to_string())
             .output()
-            .context("starting squeue")?;
+            .map_err(|error| Error::Start {
+                program: "squeue".into(),
+                error,
+            })?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             if stderr.contains("Invalid job id") {
                 continue; // finished long ago and forgotten
             }
-            bail!("squeue -j {job} failed ({}): {}", out.status, stderr.trim());
+            return Err(Error::SlurmFailed {
+                command: format!("squeue -j {job}"),
+                status: out.status,
+                stderr: stderr.trim().to_string(),
+            });
         }
         for (j, i, st) in parse_squeue(&String::from_utf8_lossy(&out.stdout)) {
             states.insert((j, i), st);
@@ -322,7 +330,7 @@ fn query_patiently(jobs: &[u64]) -> Result<BTreeMap<(u64, usize), String>> {
         match query(jobs) {
             Ok(s) => return Ok(s),
             Err(e) if start.elapsed() < Duration::from_secs(60) => {
-                eprintln!("xtask: {e:#}; trying again");
+                eprintln!("xtask: {e}; trying again");
                 std::thread::sleep(POLL * 3);
             }
             Err(e) => return Err(e),
@@ -345,7 +353,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
         require(tool)?;
     }
     std::fs::create_dir_all(plan.out.join("slurm/exit"))
-        .with_context(|| format!("creating {}", plan.out.join("slurm").display()))?;
+        .map_err(Error::io("creating", plan.out.join("slurm")))?;
     vae_io::write_atomic(&script_path(plan), script(plan, max_parallel).as_bytes())?;
     let total = plan.runs.len();
     let bar = ProgressBar::new(1000 * total as u64);
@@ -567,7 +575,7 @@ mod tests {
     #[test]
     fn the_script_resumes_like_the_local_backend() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = crate::project_root();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut plan = Plan::new(
             &root,
             &root.join("configs/sweeps/smoke.json"),

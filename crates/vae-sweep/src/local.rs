@@ -13,10 +13,11 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Plan, Run, RunState};
+use crate::error::{Error, Result};
+use crate::plan::{Plan, RunState};
+use crate::spec::Run;
 
 /// How a run ended in this invocation.
 #[derive(Debug)]
@@ -36,10 +37,18 @@ enum Event {
 
 /// Runs every unfinished run; returns the names (with reasons) of those that did not finish.
 pub fn run(plan: &Plan, jobs: usize, threads: Option<usize>) -> Result<Vec<String>> {
+    if jobs == 0 {
+        return Err(Error::Zero { option: "--jobs" });
+    }
+    if threads == Some(0) {
+        return Err(Error::Zero {
+            option: "--threads",
+        });
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = threads.unwrap_or((cores / jobs).max(1));
     std::fs::create_dir_all(plan.out.join("logs"))
-        .with_context(|| format!("creating {}", plan.out.join("logs").display()))?;
+        .map_err(Error::io("creating", plan.out.join("logs")))?;
     check_no_leftover_processes(plan)?;
     let todo: VecDeque<usize> = plan
         .runs
@@ -88,7 +97,7 @@ pub fn run(plan: &Plan, jobs: usize, threads: Option<usize>) -> Result<Vec<Strin
                 }
                 let start = Instant::now();
                 let outcome = execute(plan, &plan.runs[i], threads)
-                    .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
+                    .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
                 let secs = start.elapsed().as_secs_f64();
                 if tx.send(Event::Finished(i, outcome, secs)).is_err() {
                     break;
@@ -170,8 +179,7 @@ fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
     let state = plan.state(run);
     if state == RunState::Started {
         // Killed before its first checkpoint: nothing to resume.
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing the unfinished run {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(Error::io("removing the unfinished run", &dir))?;
     }
     match state {
         RunState::Fresh | RunState::Started => {
@@ -210,9 +218,10 @@ fn vae(plan: &Plan, args: &[String], log: &Path) -> Result<()> {
         .create(true)
         .append(true)
         .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    writeln!(f, "\n$ {} {}", plan.vae.display(), args.join(" "))?;
-    let err: File = f.try_clone()?;
+        .map_err(Error::io("opening", log))?;
+    writeln!(f, "\n$ {} {}", plan.vae.display(), args.join(" "))
+        .map_err(Error::io("writing", log))?;
+    let err: File = f.try_clone().map_err(Error::io("opening", log))?;
     let mut child = Command::new(&plan.vae)
         .args(args)
         .current_dir(&plan.root)
@@ -220,13 +229,15 @@ fn vae(plan: &Plan, args: &[String], log: &Path) -> Result<()> {
         .stdout(f)
         .stderr(err)
         .spawn()
-        .with_context(|| format!("starting {}", plan.vae.display()))?;
+        .map_err(|error| Error::Start {
+            program: plan.vae.display().to_string(),
+            error,
+        })?;
     let pid_file = log.with_extension("pid");
-    std::fs::write(&pid_file, child.id().to_string())
-        .with_context(|| format!("writing {}", pid_file.display()))?;
+    std::fs::write(&pid_file, child.id().to_string()).map_err(Error::io("writing", &pid_file))?;
     let status = child.wait();
     let _ = std::fs::remove_file(&pid_file);
-    let status = status.with_context(|| format!("waiting for {}", plan.vae.display()))?;
+    let status = status.map_err(Error::io("waiting for", &plan.vae))?;
     if !status.success() {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
         let last = tail
@@ -235,11 +246,12 @@ fn vae(plan: &Plan, args: &[String], log: &Path) -> Result<()> {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .trim();
-        bail!(
-            "vae {} exited with {status}: {last} (log: {})",
-            args[0],
-            log.display()
-        );
+        return Err(Error::VaeFailed {
+            command: args[0].clone(),
+            status,
+            last_line: last.to_string(),
+            log: log.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -256,12 +268,11 @@ fn check_no_leftover_processes(plan: &Plan) -> Result<()> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&*plan.run_dir(run).to_string_lossy()) {
-            bail!(
-                "run {} is still being worked on by process {pid} ({}), left by an earlier sweep: \
-                 wait for it to end, or stop it with `kill -INT {pid}` (it then checkpoints)",
-                run.name,
-                cmdline.trim()
-            );
+            return Err(Error::StillRunning {
+                run: run.name.clone(),
+                pid: pid.to_string(),
+                cmdline: cmdline.trim().to_string(),
+            });
         }
         let _ = std::fs::remove_file(&pid_file);
     }

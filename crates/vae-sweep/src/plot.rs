@@ -4,8 +4,10 @@
 
 use vae_io::raster::{text_width, ticks, Canvas, Rgb, BLACK, GLYPH, WHITE};
 
-use super::summary::{Group, RunResult};
-use super::{Axis, Plan};
+use crate::plan::Plan;
+use crate::results::RunResult;
+use crate::spec::Axis;
+use crate::summary::Group;
 
 const W: i64 = 820;
 const H: i64 = 520;

@@ -1,59 +1,15 @@
-//! `cargo xtask sweep`: grids of `vae train` runs, resumable, run here or on Slurm, summarised.
+//! A sweep ready to execute ([`Plan`]): its runs, their folders and the `vae` arguments that
+//! bring each to completion, and what a run's folder says about it ([`RunState`]).
 //!
-//! A sweep file ([`spec`]) expands into [`Run`]s, each with a folder under the sweep's output
-//! folder whose name comes from its overrides and seed, so a second invocation finds the first's
-//! work. A run's state is read from its folder alone ([`RunState`]): finished runs are skipped,
-//! runs with a checkpoint resume, and runs that died before their first checkpoint start again.
-//! The [`local`] backend and the Slurm backend ([`crate::slurm`]) both drive `vae` by that rule
-//! and leave the same folders, from which [`summary`] writes `summary.md`, `summary.csv` and
-//! `summary.png`.
-//!
-//! Output folder layout:
-//!
-//! ```text
-//! runs/sweeps/<name>/
-//!   <run>/              one `vae train` run folder per run (config, checkpoints, results, eval)
-//!   logs/<run>.txt      what `vae` printed for that run (local backend)
-//!   slurm/              the sbatch script, jobs.json and one output file per task (Slurm)
-//!   plan.json           the runs and their `--set` arguments
-//!   summary.md  summary.csv  summary.png
-//! ```
-
-pub mod local;
-mod plot;
-pub mod spec;
-pub mod summary;
+//! A run's state is read from its folder alone, by the same rule for every backend: finished
+//! runs are skipped, runs with a checkpoint resume, and runs that died before their first
+//! checkpoint start again.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
-pub use spec::{Axis, EvalSpec, Override, Run, SlurmSpec, Sweep};
-
-/// Where the runs execute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// On this machine, `--jobs` runs at a time
-    Local,
-    /// As one Slurm array job (sbatch), one task per run
-    Slurm,
-}
-
-/// Command-line options of `cargo xtask sweep`.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The backend.
-    pub backend: Backend,
-    /// Local: runs at a time (default: the sweep file's `jobs`, else 1). Slurm: most array tasks
-    /// at a time (default: no limit).
-    pub jobs: Option<usize>,
-    /// Local: libtorch threads per run (default: cores / jobs).
-    pub threads: Option<usize>,
-    /// Print the runs (and the Slurm script) and start nothing.
-    pub dry_run: bool,
-    /// Output folder (default: `runs/sweeps/<name>` in the repository).
-    pub out: Option<PathBuf>,
-}
+use crate::error::{Error, Result};
+use crate::results;
+use crate::spec::{Override, Run, Sweep};
 
 /// What a run's folder says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +43,16 @@ pub struct Plan {
 
 impl Plan {
     /// Builds the plan of `file` (absolute paths throughout).
+    /// `file` and `out` are taken relative to the current folder; `out` defaults to
+    /// `runs/sweeps/<name>` in `root`, and the `vae` binary to `root/target/release/vae` (set
+    /// [`Plan::vae`] to use another).
     pub fn new(root: &Path, file: &Path, out: Option<&Path>) -> Result<Plan> {
-        let cwd = std::env::current_dir().context("reading the current folder")?;
-        let sweep = Sweep::load(&cwd.join(file))?;
-        let runs = sweep.runs()?;
+        let cwd = std::env::current_dir().map_err(|error| Error::CurrentDir { error })?;
+        let file = cwd.join(file);
+        let sweep = Sweep::load(&file)?;
+        let runs = sweep
+            .runs()
+            .map_err(|error| Error::Spec { path: file, error })?;
         let out = match out {
             Some(o) => cwd.join(o),
             None => root.join("runs/sweeps").join(&sweep.name),
@@ -116,19 +78,7 @@ impl Plan {
 
     /// The run's state, from its folder.
     pub fn state(&self, run: &Run) -> RunState {
-        let dir = self.run_dir(run);
-        if dir.join("results.json").is_file() {
-            match &self.sweep.eval {
-                Some(e) if !dir.join(e.output()).is_file() => RunState::Trained,
-                _ => RunState::Complete,
-            }
-        } else if dir.join("checkpoints/last.safetensors").is_file() {
-            RunState::Resumable
-        } else if dir.join("config.json").exists() {
-            RunState::Started
-        } else {
-            RunState::Fresh
-        }
+        results::state(&self.run_dir(run), self.sweep.eval.as_ref())
     }
 
     /// `vae train` arguments for a new run (`resume = false`) or a resumed one. The config and
@@ -182,16 +132,12 @@ impl Plan {
         match self.state(run) {
             RunState::Complete => 1.0,
             RunState::Trained => train_share,
-            _ => {
-                let log = std::fs::read_to_string(self.run_dir(run).join("train.log"))
-                    .unwrap_or_default();
-                train_share * epoch_fraction(&log)
-            }
+            _ => train_share * results::epoch_fraction(&self.run_dir(run)),
         }
     }
 
     /// Records the runs and their arguments in `plan.json`.
-    fn write_plan(&self) -> Result<()> {
+    pub fn write_plan(&self) -> Result<()> {
         let runs: Vec<serde_json::Value> = self
             .runs
             .iter()
@@ -257,84 +203,14 @@ impl Plan {
     }
 }
 
-/// Completed fraction from the last `epoch    k/N ...` line of a `train.log`.
-pub fn epoch_fraction(log: &str) -> f64 {
-    log.lines()
-        .rev()
-        .find_map(|l| {
-            let rest = l.strip_prefix("epoch")?.trim_start();
-            let (k, n) = rest.split_whitespace().next()?.split_once('/')?;
-            let (k, n) = (k.parse::<f64>().ok()?, n.parse::<f64>().ok()?);
-            (n > 0.0).then(|| (k / n).min(1.0))
-        })
-        .unwrap_or(0.0)
-}
-
-/// Runs `cargo xtask sweep`.
-pub fn run(root: &Path, file: &Path, opts: &Options) -> Result<()> {
-    let plan = Plan::new(root, file, opts.out.as_deref())?;
-    if opts.jobs == Some(0) {
-        bail!("--jobs 0: expected at least 1");
-    }
-    if opts.threads == Some(0) {
-        bail!("--threads 0: expected at least 1");
-    }
-    if opts.dry_run {
-        print!("{}", plan.describe());
-        if opts.backend == Backend::Slurm {
-            println!(
-                "\nsbatch script ({}):\n",
-                crate::slurm::script_path(&plan).display()
-            );
-            print!("{}", crate::slurm::script(&plan, opts.jobs));
-        }
-        return Ok(());
-    }
-    let layout = crate::bootstrap::Layout::new(root.to_path_buf())?;
-    crate::bootstrap::run(&layout)?;
-    crate::cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("creating {}", plan.out.display()))?;
-    plan.write_plan()?;
-    let failed = match opts.backend {
-        Backend::Local => {
-            let jobs = opts.jobs.or(plan.sweep.jobs).unwrap_or(1);
-            local::run(&plan, jobs, opts.threads)?
-        }
-        Backend::Slurm => crate::slurm::run(&plan, opts.jobs)?,
-    };
-    let written = summary::write(&plan)?;
-    print!("{}", written.settings_table);
-    println!("wrote {}", written.files.join(", "));
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} runs did not finish: {}; run the same command again to resume them",
-            failed.len(),
-            plan.runs.len(),
-            failed.join("; ")
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn epoch_fraction_reads_the_last_epoch_line() {
-        let log = "2026-11-26T06:35:29Z starting run x\n\
-                   epoch    1/4  train -elbo  199.516 rec ... 15.0 s\n\
-                   epoch    3/4  train -elbo  162.328 rec ... 14.5 s\n\
-                   stopped at epoch 4 step 3\n";
-        assert_eq!(epoch_fraction(log), 0.75);
-        assert_eq!(epoch_fraction(""), 0.0);
-    }
-
-    #[test]
     fn run_state_and_arguments_follow_the_folder() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = crate::project_root();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let file = root.join("configs/sweeps/smoke.json");
         let plan = Plan::new(&root, &file, Some(tmp.path())).unwrap();
         let run = &plan.runs[1];

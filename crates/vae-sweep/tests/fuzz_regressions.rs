@@ -2,12 +2,24 @@
 //! rebuilt here.
 
 use serde_json::{json, Value};
-use xtask::sweep::Sweep;
+use vae_sweep::{SpecError, Sweep};
 
-fn parse(v: Value) -> anyhow::Result<Sweep> {
+/// Parses the sweep as the fuzz target does, from text; a JSON value (`Sweep::from_value`) must
+/// give the same sweep or the same error (without the text's line and column).
+fn parse(v: Value) -> Result<Sweep, SpecError> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.json"), "{}").unwrap();
-    Sweep::from_value(&v, "fuzz", dir.path())
+    let text = Sweep::parse(&v.to_string(), "fuzz", dir.path());
+    let value = Sweep::from_value(&v, "fuzz", dir.path());
+    match (&text, &value) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => {
+            let (a, b) = (a.to_string(), b.to_string());
+            assert!(a.starts_with(&b), "{a} vs {b}");
+        }
+        _ => panic!("text: {text:?}, value: {value:?}"),
+    }
+    text
 }
 
 /// A line break in `name` ended the script's comment line, and one in a `slurm` value its
@@ -34,7 +46,7 @@ fn line_breaks_cannot_reach_the_slurm_script() {
         ),
         (json!({"base": "base.json", "x_label": "x\ny"}), "`x_label`"),
     ] {
-        let err = format!("{:#}", parse(file.clone()).unwrap_err());
+        let err = parse(file.clone()).unwrap_err().to_string();
         assert!(
             err.contains(key) && err.contains("control character"),
             "{file}: {err}"
@@ -77,10 +89,9 @@ fn a_grid_float_reaches_vae_exactly() {
 #[test]
 fn a_sweep_of_a_quarter_million_runs_is_refused_before_expansion() {
     let text = include_str!("fuzz-inputs/sweep-221184-runs.json");
-    let err = format!(
-        "{:#}",
-        parse(serde_json::from_str(text).unwrap()).unwrap_err()
-    );
+    let err = parse(serde_json::from_str(text).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the sweep has 221184 runs") && err.contains("more than the 10000"),
         "{err}"

@@ -2,91 +2,12 @@
 //! alone, so every backend (and a half-finished sweep) gets the same one.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use anyhow::{Context, Result};
-use serde_json::Value;
-
-use super::{plot, Override, Plan, Run, RunState};
-
-/// What one run's folder holds.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunResult {
-    /// `done`, `not evaluated`, `unfinished` or `not started`.
-    pub status: &'static str,
-    /// Epochs trained (from `train.log`).
-    pub epochs: Option<u64>,
-    /// Epoch of the checkpoint that was best on validation.
-    pub best_epoch: Option<u64>,
-    /// Validation -ELBO of the best checkpoint, nats.
-    pub valid_neg_elbo: Option<f64>,
-    /// Test -ELBO of the best checkpoint, nats.
-    pub test_neg_elbo: Option<f64>,
-    /// Test NLL estimate, nats.
-    pub test_nll: Option<f64>,
-    /// Its standard error.
-    pub test_nll_stderr: Option<f64>,
-    /// Test images of the NLL estimate.
-    pub nll_images: Option<u64>,
-    /// Seconds: every training epoch in `train.log` (resumed segments included) plus the
-    /// evaluation.
-    pub wall_seconds: Option<f64>,
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-/// Reads one run's folder.
-pub fn collect(plan: &Plan, run: &Run) -> RunResult {
-    let dir = plan.run_dir(run);
-    let state = plan.state(run);
-    let mut r = RunResult {
-        status: match state {
-            RunState::Complete => "done",
-            RunState::Trained => "not evaluated",
-            RunState::Resumable | RunState::Started => "unfinished",
-            RunState::Fresh => "not started",
-        },
-        ..Default::default()
-    };
-    let log = std::fs::read_to_string(dir.join("train.log")).unwrap_or_default();
-    let mut train_seconds = None;
-    for line in log.lines().filter(|l| l.starts_with("epoch ")) {
-        let mut words = line.split_whitespace();
-        let epoch = words
-            .nth(1)
-            .and_then(|w| w.split_once('/'))
-            .and_then(|(k, _)| k.parse::<u64>().ok());
-        if epoch.is_some() {
-            r.epochs = epoch;
-        }
-        let tokens: Vec<&str> = line.split_whitespace().collect();
-        if let [.., secs, "s"] = tokens[..] {
-            if let Ok(s) = secs.parse::<f64>() {
-                *train_seconds.get_or_insert(0.0) += s;
-            }
-        }
-    }
-    if let Some(res) = read_json(&dir.join("results.json")) {
-        r.best_epoch = res["best_epoch"].as_u64();
-        r.valid_neg_elbo = res["validation"]["neg_elbo"].as_f64();
-        r.test_neg_elbo = res["test"]["neg_elbo"].as_f64();
-    }
-    let mut eval_seconds = None;
-    if let Some(e) = &plan.sweep.eval {
-        if let Some(ev) = read_json(&dir.join(e.output())) {
-            r.test_nll = ev["estimate_nll"].as_f64();
-            r.test_nll_stderr = ev["stderr"].as_f64();
-            r.nll_images = ev["images"].as_u64();
-            eval_seconds = ev["wall_seconds"].as_f64();
-        }
-    }
-    if train_seconds.is_some() || eval_seconds.is_some() {
-        r.wall_seconds = Some(train_seconds.unwrap_or(0.0) + eval_seconds.unwrap_or(0.0));
-    }
-    r
-}
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::plot;
+use crate::results::{collect, RunResult};
+use crate::spec::{Override, Run};
 
 /// Mean and sample standard deviation (none for a single value).
 pub fn mean_sd(xs: &[f64]) -> Option<(f64, Option<f64>)> {
@@ -391,7 +312,10 @@ pub fn write(plan: &Plan) -> Result<Written> {
     plot::draw(plan, &results, &groups)
         .to_png()
         .and_then(|bytes| vae_io::write_atomic(&png, &bytes))
-        .with_context(|| format!("writing the plot {}", png.display()))?;
+        .map_err(|error| Error::Plot {
+            path: png.clone(),
+            error: Box::new(error),
+        })?;
     Ok(Written {
         files: [md, csv_path, png]
             .iter()
@@ -417,8 +341,8 @@ mod tests {
     #[test]
     fn summary_reads_run_folders() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = crate::project_root();
-        let plan = super::super::Plan::new(
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let plan = Plan::new(
             &root,
             &root.join("configs/sweeps/smoke.json"),
             Some(tmp.path()),
