@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
-use vae_data::{default_data_dir, Binarization, Dataset, Split, SplitConfig, SplitKind};
+use vae_data::{default_data_dir, Binarization, Dataset, SplitConfig, SplitKind};
 use vae_eval::JointDensity;
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
 use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
@@ -117,15 +117,6 @@ fn sync(device: Device) {
 }
 
 /// Grey levels or binarized pixels of the first `n` images as `[n, 1, 28, 28]` f32 in [0, 1].
-fn images(split: &Split, n: usize, device: Device) -> Tensor {
-    let n = n.min(split.len());
-    Tensor::from_slice(&split.pixels[..n * vae_data::IMAGE_PIXELS])
-        .view([n as i64, 1, 28, 28])
-        .to_device(device)
-        .to_kind(Kind::Float)
-        / 255.0
-}
-
 fn export(trainer: &Trainer, args: &BenchArgs) -> Result<Value> {
     let Some(dir) = &args.export else {
         bail!("--phase export needs --export DIR");
@@ -227,7 +218,9 @@ fn train(trainer: &mut Trainer, args: &BenchArgs) -> Result<Value> {
 
 fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> Result<Value> {
     let model = VaeLatentModel::new(trainer.vae(), device);
-    let x = images(trainer.split(SplitKind::Test), args.images, device);
+    let x = trainer
+        .split(SplitKind::Test)
+        .to_tensor(args.images, device);
     let n = x.size()[0] as usize;
     let max_rows = args
         .max_rows
@@ -274,7 +267,9 @@ fn is_warmup_images(n: usize, per_chunk: usize) -> Vec<usize> {
 
 fn ais(trainer: &Trainer, device: Device, args: &BenchArgs) -> Result<Value> {
     let model = VaeLatentModel::new(trainer.vae(), device);
-    let x = images(trainer.split(SplitKind::Test), args.images, device);
+    let x = trainer
+        .split(SplitKind::Test)
+        .to_tensor(args.images, device);
     let n = x.size()[0];
     if args.anneal_steps < 3 {
         bail!("--anneal-steps must be at least 3 (one HMC move)");
