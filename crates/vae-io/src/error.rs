@@ -67,6 +67,14 @@ pub enum Error {
         /// Number of unexpected bytes.
         extra: u64,
     },
+    /// plotters could not draw a plot (in memory, so only a font or a layout can fail).
+    #[error("cannot draw the {what}: {reason}")]
+    Plot {
+        /// Which plot.
+        what: &'static str,
+        /// plotters' reason.
+        reason: String,
+    },
     /// A picture's pixel buffer does not match its size, or PNG cannot hold that size.
     #[error("cannot encode a {width}x{height} {colour} picture from {found} bytes: {reason}")]
     BadPicture {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod fixture;
 pub mod grid;
 pub mod idx;
+pub mod plot;
 pub mod png;
 pub mod raster;
 pub mod results;

@@ -1,11 +1,10 @@
 //! A small RGB raster with lines, discs and 8x8 bitmap text, and round axis ticks: what the
-//! IWAE curve of `vae eval` and the sweep summary plot are drawn with.
+//! sweep summary plot is drawn with until it moves to [`crate::plot`], which draws with
+//! plotters and anti-aliased text; then this module can go.
 //!
-//! The plots need text that renders the same on every machine, without system fonts, so glyphs
-//! come from the public-domain `font8x8` table (Daniel Hepper's `font8x8_basic.h`, printable
-//! ASCII only). Pictures are encoded by [`crate::png`].
-//!
-//! Why not `plotters`: PLOTTERS_NOTE
+//! Its text renders the same on every machine, without system fonts: glyphs come from the
+//! public-domain `font8x8` table (Daniel Hepper's `font8x8_basic.h`, printable ASCII only).
+//! Pictures are encoded by [`crate::png`].
 
 use crate::error::Result;
 
