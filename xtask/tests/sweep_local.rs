@@ -16,7 +16,7 @@ use support::{
 
 #[test]
 fn a_killed_sweep_completes_on_rerun_without_repeating_finished_runs() {
-    build_vae();
+    let vae = build_vae();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // 5000 training, 1000 validation (smoke.json) and 200 test images: 50 steps an epoch.
@@ -30,6 +30,8 @@ fn a_killed_sweep_completes_on_rerun_without_repeating_finished_runs() {
         out.to_str().unwrap(),
         "--jobs",
         "1",
+        "--vae",
+        vae.to_str().unwrap(),
     ];
     let dirs: Vec<_> = SMOKE_RUNS.iter().map(|r| out.join(r)).collect();
 

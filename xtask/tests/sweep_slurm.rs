@@ -60,7 +60,8 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
         text(&o)
     );
     let started = start.elapsed();
-    build_vae();
+    let vae = build_vae();
+    let vae = vae.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     tiny_dataset(&data, 3000, 200);
@@ -80,6 +81,8 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
             "2",
             "--threads",
             "1",
+            "--vae",
+            vae,
         ],
     )
     .output()
@@ -99,6 +102,8 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
             "slurm",
             "--out",
             slurm.to_str().unwrap(),
+            "--vae",
+            vae,
         ],
         &logs,
     );
@@ -145,6 +150,8 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
             "slurm",
             "--out",
             out.to_str().unwrap(),
+            "--vae",
+            vae,
         ],
         &logs,
     );

@@ -15,16 +15,25 @@ pub fn root() -> PathBuf {
 /// The smoke sweep's runs, in sweep order.
 pub const SMOKE_RUNS: [&str; 4] = ["iaf0,seed=1", "iaf0,seed=2", "iaf2,seed=1", "iaf2,seed=2"];
 
-/// Builds the release `vae` binary that sweeps run (the sweep command builds it too; building it
-/// first keeps the build out of the tests' time limits).
-pub fn build_vae() {
+/// Builds the debug `vae` binary (`cargo build -p vae-cli`, which `cargo test --workspace` has
+/// usually built already) and returns its path, for the sweeps' `--vae`: the tests run the
+/// workspace's debug build instead of compiling a release one. It lies beside the xtask binary
+/// under test, so a `CARGO_TARGET_DIR` is followed.
+pub fn build_vae() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "vae-cli"])
+        .args(["build", "--quiet", "-p", "vae-cli"])
         .current_dir(root())
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "cargo build --release -p vae-cli failed");
+    assert!(status.success(), "cargo build -p vae-cli failed");
+    let vae = Path::new(env!("CARGO_BIN_EXE_xtask")).with_file_name("vae");
+    assert!(
+        vae.is_file(),
+        "no {} after cargo build -p vae-cli",
+        vae.display()
+    );
+    vae
 }
 
 /// `xtask ARGS` with `FLOWVAE_DATA=data`, from the repository root.
