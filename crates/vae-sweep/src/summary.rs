@@ -286,7 +286,7 @@ pub fn markdown(plan: &Plan, results: &[RunResult], groups: &[Group], plot_file:
     s
 }
 
-/// Files written by [`write`], and the settings table for the terminal.
+/// Files written by [`write()`], and the settings table for the terminal.
 #[derive(Debug)]
 pub struct Written {
     /// Paths written.
