@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Batch-normalization constants shared by every BN layer of a network (ORIGINAL §2.1), the
+/// same type as vae-flows' (see [`vae_nn`]).
+pub use vae_nn::BatchNormSettings;
+
 /// Which encoder family to build (ORIGINAL §3.1).
 ///
 /// In JSON: `{"type": "resnet"}`, `{"type": "gated_conv"}` or `{"type": "mlp", "hidden": [1000,
@@ -136,52 +140,6 @@ impl DecoderConfig {
             DecoderConfig::Resnet | DecoderConfig::GatedConv => Ok(()),
             DecoderConfig::Mlp { hidden } => validate_hidden(hidden),
         }
-    }
-}
-
-/// Batch-normalization constants shared by every BN layer of a network (ORIGINAL §2.1).
-///
-/// The original hard-codes them; they are exposed here only so that experiments can vary them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchNormSettings {
-    /// Weight of the new batch statistic in the running averages:
-    /// `running = (1 - momentum) * running + momentum * batch`. The original's TF decay 0.999 is
-    /// momentum 0.001 (ORIGINAL §2.1, docs/TOOLCHAIN.md §5). Valid range `(0, 1]`.
-    pub momentum: f64,
-    /// Added to the variance before the square root; 1e-3 in the original (ORIGINAL §2.1).
-    /// Must be finite and `> 0`.
-    pub eps: f64,
-}
-
-impl Default for BatchNormSettings {
-    fn default() -> Self {
-        BatchNormSettings {
-            momentum: 0.001,
-            eps: 1e-3,
-        }
-    }
-}
-
-impl BatchNormSettings {
-    /// Checks both fields; the error names the field (`batch_norm.momentum`, `batch_norm.eps`).
-    pub fn validate(&self) -> Result<()> {
-        // Written so that NaN fails too.
-        if !(self.momentum > 0.0 && self.momentum <= 1.0) {
-            return Err(Error::bad(
-                "batch_norm.momentum",
-                self.momentum,
-                "a number in (0, 1] (TF decay 0.999 is momentum 0.001)",
-            ));
-        }
-        if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(Error::bad(
-                "batch_norm.eps",
-                self.eps,
-                "a finite number > 0 (the original uses 1e-3)",
-            ));
-        }
-        Ok(())
     }
 }
 

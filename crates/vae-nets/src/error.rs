@@ -29,6 +29,30 @@ pub enum Error {
     /// A tensor operation failed (device unavailable, out of memory).
     #[error("tensor error: {0}")]
     Tch(#[from] tch::TchError),
+    /// A shared layer (vae-nn) refused to be built for a reason this type has no variant of;
+    /// its settings errors arrive as [`Error::BadConfig`], its name clashes as
+    /// [`Error::DuplicateParameter`].
+    #[error(transparent)]
+    Layer(vae_nn::Error),
+}
+
+impl From<vae_nn::Error> for Error {
+    fn from(e: vae_nn::Error) -> Self {
+        match e {
+            vae_nn::Error::InvalidSetting {
+                field,
+                value,
+                expected,
+            } => Error::BadConfig {
+                field: field.into(),
+                value,
+                expected,
+            },
+            vae_nn::Error::DuplicateParameter { path } => Error::DuplicateParameter { path },
+            vae_nn::Error::Tch(e) => Error::Tch(e),
+            e => Error::Layer(e),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

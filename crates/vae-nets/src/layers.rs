@@ -11,8 +11,10 @@
 use tch::nn::{self, Init};
 use tch::Tensor;
 
-use crate::config::BatchNormSettings;
 use crate::error::{Error, Result};
+
+/// Batch normalization with the original's constants, shared with vae-flows (see [`vae_nn`]).
+pub use vae_nn::BatchNorm;
 
 /// Glorot/Xavier uniform initialiser: `U(-a, a)` with `a = sqrt(6 / (fan_in + fan_out))`
 /// (ORIGINAL §2.2). For (transposed) convolutions the fans are `k * k * in_channels` and
@@ -29,19 +31,6 @@ pub(crate) fn new_var(p: &nn::Path, name: &str, dims: &[i64], init: Init) -> Res
         return Err(Error::DuplicateParameter { path: p.path(name) });
     }
     Ok(p.f_var(name, dims, init)?)
-}
-
-/// Creates a non-trainable buffer (BN running statistics), refusing a name the store holds.
-fn new_buffer(p: &nn::Path, name: &str, dims: &[i64], value: f64) -> Result<Tensor> {
-    if p.get(name).is_some() {
-        return Err(Error::DuplicateParameter { path: p.path(name) });
-    }
-    let t = if value == 0.0 {
-        p.f_zeros_no_train(name, dims)?
-    } else {
-        p.f_ones_no_train(name, dims)?
-    };
-    Ok(t)
 }
 
 /// Panics with a useful message if `x` does not have `rank` dimensions.
@@ -319,181 +308,6 @@ impl ConvTranspose2d {
     }
 }
 
-/// Batch normalization as TF-contrib `batch_norm` with `center` and `scale` (ORIGINAL §2.1):
-/// `gamma` (`weight`, init 1) and `beta` (`bias`, init 0), running mean 0 and variance 1.
-///
-/// Works on `[B, C]` (statistics over the batch) and `[B, C, H, W]` (over batch, height and
-/// width per channel). In training mode the batch statistics are used, with gradients through
-/// them, and the running averages move by `momentum`; in evaluation mode the running averages
-/// are used, so each example's output is independent of the rest of the batch.
-///
-/// Libtorch updates the running variance with the unbiased batch variance (`n / (n - 1)` times
-/// the one used for normalising). With `n = B·H·W` or `B = 200` the difference from TF is
-/// 0.5 % or less of the variance estimate.
-///
-/// Training mode needs more than one value per channel: a `[1, C]` input would normalise every
-/// output to `beta` and write NaN into the running variance (libtorch divides by `n - 1 = 0`),
-/// silently ruining later evaluations. [`BatchNorm::forward_t`] panics on it instead, as
-/// PyTorch's Python layer does; use evaluation mode for single examples.
-#[derive(Debug)]
-pub struct BatchNorm {
-    /// `gamma`, `[C]`.
-    pub ws: Tensor,
-    /// `beta`, `[C]`.
-    pub bs: Tensor,
-    /// Running mean, `[C]` (not trainable).
-    pub running_mean: Tensor,
-    /// Running variance, `[C]` (not trainable).
-    pub running_var: Tensor,
-    settings: BatchNormSettings,
-}
-
-impl BatchNorm {
-    /// Creates `weight` (1), `bias` (`beta_init`; 0 everywhere in this crate), `running_mean` (0)
-    /// and `running_var` (1) for `channels` channels under `p`.
-    pub fn new(
-        p: &nn::Path,
-        channels: i64,
-        beta_init: f64,
-        settings: BatchNormSettings,
-    ) -> Result<Self> {
-        Ok(BatchNorm {
-            ws: new_var(p, "weight", &[channels], Init::Const(1.0))?,
-            bs: new_var(p, "bias", &[channels], Init::Const(beta_init))?,
-            running_mean: new_buffer(p, "running_mean", &[channels], 0.0)?,
-            running_var: new_buffer(p, "running_var", &[channels], 1.0)?,
-            settings,
-        })
-    }
-
-    /// `[B, C]` or `[B, C, H, W]` → same shape. (A training-mode `[B, C]` CPU batch of fewer
-    /// than 32768 values is normalised from elementwise ops, see `small_batch_norm`, and one of
-    /// up to 2^19 values by libtorch's kernel on the calling thread: the same numbers with
-    /// fewer thread wake-ups.)
-    ///
-    /// Panics on another rank, and in training mode when there is only one value per channel
-    /// (`B * H * W == 1`).
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let size = x.size();
-        assert!(
-            size.len() == 2 || size.len() == 4,
-            "BatchNorm input: expected [B, C] or [B, C, H, W], got shape {size:?}"
-        );
-        if train {
-            let per_channel: i64 = size[0] * size[2..].iter().product::<i64>();
-            assert!(
-                per_channel > 1,
-                "BatchNorm in training mode needs more than one value per channel, got shape \
-                 {size:?}: use evaluation mode (train = false) for a single example"
-            );
-        }
-        if train && size.len() == 2 && x.device() == tch::Device::Cpu {
-            if x.numel() < SERIAL_NUMEL {
-                return small_batch_norm(x, self);
-            }
-            if x.numel() <= CALLING_THREAD_NUMEL {
-                return on_calling_thread(|| self.kernel(x, train));
-            }
-        }
-        self.kernel(x, train)
-    }
-
-    /// Evaluation mode as one affine map per channel, `y = x · scale + shift` with
-    /// `scale = γ / √(running_var + ε)` and `shift = β − running_mean · scale`, each `[C]`, f32,
-    /// detached: the form that folds into the preceding layer's weights and bias. Computed in
-    /// f64 from the current parameters; a later update of them does not change the result.
-    pub fn eval_affine(&self) -> (Tensor, Tensor) {
-        tch::no_grad(|| {
-            let f64 = |t: &Tensor| t.detach().to_kind(tch::Kind::Double);
-            let scale = f64(&self.ws) * (f64(&self.running_var) + self.settings.eps).rsqrt();
-            let shift = f64(&self.bs) - f64(&self.running_mean) * &scale;
-            let kind = self.ws.kind();
-            (scale.to_kind(kind), shift.to_kind(kind))
-        })
-    }
-
-    /// Libtorch's batch-norm kernel (cuDNN's on a GPU) on `x`.
-    fn kernel(&self, x: &Tensor, train: bool) -> Tensor {
-        x.batch_norm(
-            Some(&self.ws),
-            Some(&self.bs),
-            Some(&self.running_mean),
-            Some(&self.running_var),
-            train,
-            self.settings.momentum,
-            self.settings.eps,
-            true,
-        )
-    }
-}
-
-/// Libtorch's grain size (`at::internal::GRAIN_SIZE`): its elementwise ops and reductions over
-/// fewer elements run on the calling thread, without an OpenMP parallel region.
-const SERIAL_NUMEL: usize = 32_768;
-
-/// The largest training-mode `[B, C]` CPU batch that [`BatchNorm::forward_t`] has libtorch's
-/// kernel normalise on the calling thread (2^19 values: `[200, 1000]`, the original MLP's
-/// width, fits).
-///
-/// Measured on 2 cores with `OMP_WAIT_POLICY=passive` (PyTorch 2.11, `BatchNorm1d` forward in
-/// training mode): one thread took 74 µs for `[200, 500]` where two took 471, 182 µs against
-/// 592 for `[200, 1000]`, and was still level at `[1000, 1920]` (1.09 ms against 1.16): the
-/// kernel opens about six parallel regions, each waking the sleeping worker. Its backward pass
-/// runs inside `backward()`, where the thread count cannot be chosen per op.
-const CALLING_THREAD_NUMEL: usize = 1 << 19;
-
-/// Runs `f` with libtorch's intra-op thread count at one on this thread (no OpenMP parallel
-/// region), then restores the count, also when `f` panics.
-///
-/// Libtorch keeps the count per thread (OpenMP's per-thread setting), so other threads are
-/// unaffected, except one that makes its first parallel libtorch call inside `f`: it starts
-/// with the last count set process-wide, here one.
-fn on_calling_thread<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            tch::set_num_threads(self.0);
-        }
-    }
-    let threads = tch::get_num_threads();
-    if threads <= 1 {
-        return f();
-    }
-    tch::set_num_threads(1);
-    let _restore = Restore(threads);
-    f()
-}
-
-/// Training-mode batch norm of a small `[B, C]` CPU batch (fewer than [`SERIAL_NUMEL`]
-/// values) from elementwise ops: the same statistics, running-average update and gradients
-/// as libtorch's kernel, which splits even a `[200, 64]` batch over the OpenMP threads in
-/// about ten parallel regions forward and backward; each wakes the sleeping worker
-/// (`OMP_WAIT_POLICY=passive`, which `vae` sets), 25–50 µs apiece on 2 cores, where the
-/// whole computation takes a few µs on one thread.
-fn small_batch_norm(x: &Tensor, bn: &BatchNorm) -> Tensor {
-    let BatchNormSettings { momentum, eps } = bn.settings;
-    let n = x.size()[0] as f64;
-    let kind = x.kind();
-    let mean = x.mean_dim(0, true, kind); // [1, C]
-    let centred = x - &mean;
-    let var = centred.square().mean_dim(0, true, kind); // biased, as for normalising
-    let y = centred * ((&var + eps).rsqrt() * &bn.ws) + &bn.bs;
-    tch::no_grad(|| {
-        // As libtorch: running = (1 − momentum) · running + momentum · batch, with the
-        // unbiased variance.
-        let (mut rm, mut rv) = (
-            bn.running_mean.shallow_clone(),
-            bn.running_var.shallow_clone(),
-        );
-        let _ = rm
-            .g_mul_scalar_(1.0 - momentum)
-            .g_add_(&(mean.squeeze_dim(0) * momentum));
-        let unbiased = var.squeeze_dim(0) * (n / (n - 1.0) * momentum);
-        let _ = rv.g_mul_scalar_(1.0 - momentum).g_add_(&unbiased);
-    });
-    y
-}
-
 /// TF 1.12 nearest-neighbour resize by one half (ORIGINAL §2.3): source index
 /// `floor(dst * in / out)`, i.e. keeps rows and columns 0, 2, 4, …. `[B, C, H, W]` →
 /// `[B, C, ceil(H/2), ceil(W/2)]`. (For odd sizes TF would keep `floor(dst * in / out)` with
@@ -619,76 +433,6 @@ impl GatedConvTranspose2d {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
-
-    /// A CPU batch norm of `channels` channels (momentum 0.1, ε 1e-3, β 0.3) and its store.
-    fn new_bn(channels: i64) -> (nn::VarStore, BatchNorm) {
-        let settings = BatchNormSettings {
-            momentum: 0.1,
-            eps: 1e-3,
-        };
-        let vs = nn::VarStore::new(Device::Cpu);
-        let bn = BatchNorm::new(&(vs.root() / "bn"), channels, 0.3, settings).unwrap();
-        (vs, bn)
-    }
-
-    /// The small-batch path gives libtorch's output, running statistics and gradients (input,
-    /// γ, β), over three steps that move the running averages.
-    #[test]
-    fn small_batch_norm_matches_libtorch() {
-        let ((_va, a), (_vb, b)) = (new_bn(7), new_bn(7));
-        for step in 0..3 {
-            let x = Tensor::randn([5, 7], (Kind::Float, Device::Cpu)) * (step + 1) as f64 + 2.0;
-            let w = Tensor::randn([5, 7], (Kind::Float, Device::Cpu));
-            let xa = x.detach().set_requires_grad(true);
-            let xb = x.detach().set_requires_grad(true);
-            let ya = a.forward_t(&xa, true);
-            let yb = b.kernel(&xb, true);
-            let close = |p: &Tensor, q: &Tensor, what: &str| {
-                let d = (p - q).abs().max().double_value(&[]);
-                assert!(d < 1e-5, "step {step}: {what} differs by {d}");
-            };
-            close(&ya, &yb, "output");
-            (&ya * &w).sum(Kind::Float).backward();
-            (&yb * &w).sum(Kind::Float).backward();
-            close(&xa.grad(), &xb.grad(), "input gradient");
-            close(&a.ws.grad(), &b.ws.grad(), "γ gradient");
-            close(&a.bs.grad(), &b.bs.grad(), "β gradient");
-            close(&a.running_mean, &b.running_mean, "running mean");
-            close(&a.running_var, &b.running_var, "running variance");
-            for t in [&a.ws, &a.bs, &b.ws, &b.bs] {
-                let _ = t.grad().zero_();
-            }
-        }
-    }
-
-    /// A `[200, 500]` batch (libtorch's kernel on the calling thread) gives the kernel's output
-    /// and running statistics as computed with two threads, and leaves this thread's count as
-    /// it was, also when the work inside panics.
-    #[test]
-    fn calling_thread_batch_norm_matches_and_restores_the_thread_count() {
-        tch::set_num_threads(2);
-        let ((_va, a), (_vb, b)) = (new_bn(500), new_bn(500));
-        let x = Tensor::randn([200, 500], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
-        let ya = a.forward_t(&x, true);
-        assert_eq!(tch::get_num_threads(), 2, "thread count after forward_t");
-        let yb = b.kernel(&x, true);
-        for (p, q, what) in [
-            (&ya, &yb, "output"),
-            (&a.running_mean, &b.running_mean, "running mean"),
-            (&a.running_var, &b.running_var, "running variance"),
-        ] {
-            let d = (p - q).abs().max().double_value(&[]);
-            assert!(d < 1e-5, "{what} differs by {d}");
-        }
-        let inside = std::panic::catch_unwind(|| {
-            on_calling_thread(|| {
-                assert_eq!(tch::get_num_threads(), 1);
-                panic!("work inside the scope failed")
-            })
-        });
-        assert!(inside.is_err());
-        assert_eq!(tch::get_num_threads(), 2, "thread count after a panic");
-    }
 
     #[test]
     fn same_padding_matches_tf() {
