@@ -1,12 +1,15 @@
 //! End-to-end tests of `vae eval` on a freshly trained smoke run: the JSON summary, the
-//! per-example CSV and the IWAE-curve PNG of each method, the original's one-sample-per-pass
-//! layout giving the same estimate, and the messages for bad arguments.
+//! per-example CSV and the IWAE-curve PNG of each method, each read back by vae-io's typed
+//! readers, the original's one-sample-per-pass layout giving the same estimate, and the
+//! messages for bad arguments.
 
 mod common;
 
 use std::path::Path;
 
 use common::{stderr, tiny_dataset, train_smoke, vae};
+use vae_io::results::{read_csv, AisRow, BdmcRow, Estimate, EvalSummary, IsRow};
+use vae_io::RunDir;
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -75,6 +78,24 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         .sum::<f64>()
         / 30.0;
     assert!((-mean_log_px - nll).abs() < 1e-9, "CSV and summary agree");
+    // The typed readers: the same numbers, and the summary written back is the same JSON.
+    let typed = EvalSummary::read(&is).unwrap();
+    let Estimate::Is(e) = &typed.estimate else {
+        panic!("{typed:?}")
+    };
+    assert_eq!(
+        (typed.method(), typed.images, typed.nll()),
+        ("is", 30, Some(nll))
+    );
+    assert_eq!(e.iwae_curve.len(), 4);
+    assert_eq!(e.settings["num_samples"], 200);
+    assert_eq!(serde_json::to_value(&typed).unwrap(), s);
+    let rows = read_csv::<IsRow>(&is.with_extension("csv")).unwrap();
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().enumerate().all(|(i, r)| r.index == i
+        && r.log_px_stderr.is_some()
+        && r.ess >= 1.0 - 1e-9
+        && r.elbo <= r.log_px + 1e-9));
     let png = std::fs::read(dir.path().join("evals/is.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(&png[16..24], [0, 0, 2, 208, 0, 0, 1, 204], "720 x 460");
@@ -112,6 +133,22 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         );
         let csv = std::fs::read_to_string(ais.with_extension("csv")).unwrap();
         assert_eq!(csv.lines().count(), 6);
+        let typed = EvalSummary::read(&ais).unwrap();
+        let Estimate::Ais(e) = &typed.estimate else {
+            panic!("{typed:?}")
+        };
+        let t = &e.trace;
+        assert!(!t.acceptance.is_empty());
+        assert!([&t.step_size_mean, &t.step_size_min, &t.step_size_max]
+            .iter()
+            .all(|v| v.len() == t.acceptance.len()));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), a);
+        let rows = read_csv::<AisRow>(&ais.with_extension("csv")).unwrap();
+        let mean = rows.iter().map(|r| r.log_px).sum::<f64>() / 5.0;
+        assert!(
+            (-mean - e.estimate_nll).abs() < 1e-9,
+            "CSV and summary agree"
+        );
         assert!(!ais.with_extension("png").exists());
     }
 
@@ -127,6 +164,40 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         b["lower_bound_log_px"].as_f64().unwrap() <= b["upper_bound_log_px"].as_f64().unwrap(),
         "{b}"
     );
+    let typed = EvalSummary::read(&bdmc).unwrap();
+    let Estimate::Bdmc(e) = &typed.estimate else {
+        panic!("{typed:?}")
+    };
+    assert_eq!((typed.method(), typed.nll()), ("bdmc", None));
+    assert_eq!(serde_json::to_value(&typed).unwrap(), b);
+    let rows = read_csv::<BdmcRow>(&bdmc.with_extension("csv")).unwrap();
+    assert_eq!(rows.len(), 4);
+    let gap = rows.iter().map(|r| r.gap).sum::<f64>() / 4.0;
+    assert!((gap - e.gap).abs() < 1e-9, "{gap} vs {}", e.gap);
+
+    // Without --out: eval-<method>-<split>.json in the run folder, where RunDir finds it.
+    let o = vae(
+        dir.path(),
+        &[
+            "eval",
+            "--run",
+            run.to_str().unwrap(),
+            "--k",
+            "5",
+            "--n",
+            "3",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = RunDir::new(&run);
+    let s = r.read_eval("is", "test").unwrap();
+    assert_eq!(
+        (s.images, s.split.as_str(), s.checkpoint.as_str()),
+        (3, "test", "best")
+    );
+    assert!(r.eval_summary("is", "test").with_extension("csv").exists());
 
     // Bad arguments: a message naming the flag and the valid values, never a panic.
     let bad = |extra: &str, want: &str| {

@@ -1,5 +1,6 @@
-//! End-to-end tests of `vae train`: run folder contents read back by TensorBoard's own reader
-//! and Python's safetensors, resumption after `--max-steps` and after Ctrl-C, and config errors.
+//! End-to-end tests of `vae train`: run folder contents read back by vae-io's typed readers,
+//! TensorBoard's own reader and Python's safetensors, `metrics.jsonl` agreeing with `train.log`,
+//! resumption after `--max-steps` and after Ctrl-C, and config errors.
 
 mod common;
 
@@ -7,6 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{model_tensors, python, smoke_command, stderr, tiny_dataset, train_smoke, vae};
+use vae_io::results::{EpochMetrics, Progress, TrainResults};
+use vae_io::RunDir;
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     train_smoke(data, out, extra)
@@ -23,6 +26,7 @@ fn a_run_writes_everything_and_python_reads_it() {
         "config.json",
         "manifest.json",
         "train.log",
+        "metrics.jsonl",
         "results.json",
         "samples.png",
         "reconstructions.png",
@@ -45,6 +49,19 @@ fn a_run_writes_everything_and_python_reads_it() {
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["test"]["images"], 100);
+    // The typed reader agrees, and metrics.jsonl has the epochs of train.log.
+    let typed = TrainResults::read(&run.join("results.json")).unwrap();
+    assert_eq!(typed.test.images, 100);
+    assert_eq!(typed.validation.unwrap().images, 200);
+    assert_eq!(serde_json::to_value(&typed).unwrap(), results);
+    let metrics = RunDir::new(&run).read_metrics().unwrap();
+    assert_metrics_agree_with_log(&metrics, &log);
+    assert_eq!(typed.best_epoch, Progress::of(&metrics).unwrap().best_epoch);
+    let last = metrics.last().unwrap();
+    assert_eq!(
+        last.validation.unwrap().neg_elbo,
+        typed.validation.unwrap().neg_elbo
+    );
 
     // TensorBoard's EventAccumulator: the tags, one value per epoch at steps 1 and 2, and images.
     let script = r#"
@@ -133,6 +150,35 @@ print(json.dumps({k: [float(v.astype('float64').sum()), list(v.shape)] for k, v 
     }
 }
 
+/// Each `metrics.jsonl` line is the `train.log` epoch line of the same position, number for
+/// number at the log's precision.
+fn assert_metrics_agree_with_log(metrics: &[EpochMetrics], log: &str) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(metrics.len(), lines.len(), "{log}");
+    let close = |a: f64, b: &str, tol: f64| {
+        let b: f64 = b.parse().unwrap_or_else(|_| panic!("`{b}` in {log}"));
+        assert!((a - b).abs() <= tol, "{a} vs {b} in {log}");
+    };
+    for (m, line) in metrics.iter().zip(lines) {
+        // epoch    1/2  train -elbo  210.577 rec  182.621 kl  27.956  warmup 0.000 lr 1.00e-3
+        //   valid -elbo  158.437 *  4.7 s
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w[1], format!("{}/{}", m.epoch, m.epochs), "{line}");
+        close(m.train_neg_elbo, w[4], 5e-4);
+        close(m.train_rec, w[6], 5e-4);
+        close(m.train_kl, w[8], 5e-4);
+        close(m.warmup, w[10], 5e-4);
+        close(m.lr, w[12], 5e-3 * m.lr);
+        close(m.valid_neg_elbo().unwrap(), w[15], 5e-4);
+        assert_eq!(w[16] == "*", m.best, "{line}");
+        let s = if m.best { 17 } else { 16 };
+        close(m.seconds, w[s], 0.05 + 1e-9);
+        assert_eq!(w[s + 1..], ["s"], "{line}");
+        assert_eq!(m.skipped, 0);
+        assert!(m.train_neg_elbo.is_finite() && m.grad_norm > 0.0);
+    }
+}
+
 #[test]
 fn max_steps_then_resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,6 +195,11 @@ fn max_steps_then_resume_equals_an_uninterrupted_run() {
         stderr(&out)
     );
     assert!(!split.join("results.json").exists());
+    // Stopped in epoch 2: one completed epoch on record.
+    let p = Progress::read(&split.join("metrics.jsonl"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.epochs_done, p.epochs_total, p.epochs_run), (1, 2, 1));
     let out = vae(
         dir.path(),
         &[
@@ -175,6 +226,36 @@ fn max_steps_then_resume_equals_an_uninterrupted_run() {
         serde_json::from_slice(&std::fs::read(p.join("results.json")).unwrap()).unwrap()
     };
     assert_eq!(results(&straight)["test"], results(&split)["test"]);
+    // The resumed run's metrics.jsonl continues where it stopped: the same epochs with the same
+    // numbers as the uninterrupted run's. Only the times differ, and the mean gradient norm in
+    // the last digits (the resumed epoch's first step sums its squares in another order).
+    let untimed = |dir: &Path| -> Vec<EpochMetrics> {
+        let metrics = RunDir::new(dir).read_metrics().unwrap();
+        let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
+        assert_metrics_agree_with_log(&metrics, &log);
+        metrics
+            .into_iter()
+            .map(|m| EpochMetrics {
+                seconds: 0.0,
+                end_time: String::new(),
+                ..m
+            })
+            .collect()
+    };
+    let (mut a, mut b) = (untimed(&straight), untimed(&split));
+    assert_eq!(a.len(), 2);
+    for (x, y) in a.iter_mut().zip(&mut b) {
+        let d = (x.grad_norm - y.grad_norm).abs();
+        assert!(
+            d <= 1e-5 * x.grad_norm,
+            "{} vs {}",
+            x.grad_norm,
+            y.grad_norm
+        );
+        y.grad_norm = x.grad_norm;
+    }
+    assert_eq!(a, b);
+    assert_eq!(b[1].global_step, 12);
 }
 
 #[test]

@@ -8,11 +8,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
 use vae_data::{default_data_dir, Dataset, Split, SplitConfig};
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
+use vae_io::results::{
+    write_csv, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate, EvalSummary,
+    IsEstimate, IsRow, IwaePoint, BDMC_SIMULATED_DATA,
+};
 use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
 use crate::args::{AdaptationArg, EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
-use crate::run_dir::{write_atomic, write_json, RunDir};
+use crate::run_dir::{write_atomic, RunDir};
 use crate::train_cmd::{device, set_threads};
 
 fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
@@ -27,9 +31,7 @@ fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
 
 /// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let run = RunDir {
-        root: args.run.clone(),
-    };
+    let run = RunDir::new(args.run.clone());
     let cfg = RunConfig::load(&run.config(), &[])
         .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
     let device = device(&args.device)?;
@@ -86,7 +88,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| run.root.join(format!("eval-{method}-{split_name}.json")));
+        .unwrap_or_else(|| run.eval_summary(&method, &split_name));
     // Make the output folder before the (long) estimation, so that a bad --out fails first.
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -95,7 +97,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     bar.set_message(format!("{method} on {n} images"));
     let start = Instant::now();
     let mut plot = None;
-    let (summary, rows): (serde_json::Value, Vec<String>) = match args.method {
+    let (estimate, rows): (Estimate, Rows) = match args.method {
         EvalMethod::Is => {
             let config = IsConfig {
                 num_samples: args.k,
@@ -113,30 +115,35 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 &config,
                 &mut progress,
             )?;
-            let rows: Vec<String> = (0..r.num_examples)
-                .map(|i| {
-                    format!(
-                        "{i},{},{},{},{}",
-                        r.log_px[i],
-                        opt(r.log_px_stderr[i]),
-                        r.elbo[i],
-                        r.ess[i]
-                    )
+            let rows = (0..r.num_examples)
+                .map(|i| IsRow {
+                    index: i,
+                    log_px: r.log_px[i],
+                    log_px_stderr: r.log_px_stderr[i],
+                    elbo: r.elbo[i],
+                    ess: r.ess[i],
                 })
                 .collect();
-            let s = serde_json::json!({
-                "estimate_nll": r.nll, "stderr": r.nll_stderr, "mc_stderr": r.nll_mc_stderr,
-                "neg_elbo": r.neg_elbo, "neg_elbo_stderr": r.neg_elbo_stderr,
-                "iwae_curve": r.iwae, "settings": r.config,
+            let estimate = Estimate::Is(IsEstimate {
+                estimate_nll: r.nll,
+                stderr: r.nll_stderr,
+                mc_stderr: r.nll_mc_stderr,
+                neg_elbo: r.neg_elbo,
+                neg_elbo_stderr: r.neg_elbo_stderr,
+                iwae_curve: r
+                    .iwae
+                    .iter()
+                    .map(|p| IwaePoint {
+                        k: p.k,
+                        nll: p.nll,
+                        nll_stderr: p.nll_stderr,
+                    })
+                    .collect(),
+                settings: serde_json::to_value(&r.config)?,
             });
             let title = format!("IWAE bound: {} {split_name}, {n} images", cfg.name);
             plot = Some(crate::iwae_plot::iwae_curve_png(&title, &r.iwae));
-            (
-                s,
-                std::iter::once("index,log_px,log_px_stderr,elbo,ess".to_string())
-                    .chain(rows)
-                    .collect(),
-            )
+            (estimate, Rows::Is(rows))
         }
         EvalMethod::Ais | EvalMethod::Bdmc => {
             let config = AisConfig {
@@ -166,82 +173,81 @@ pub fn run(args: EvalArgs) -> Result<()> {
             };
             if args.method == EvalMethod::Ais {
                 let r = vae_eval::ais(&model, &images(&split, n, device), &config, &mut progress)?;
-                let rows: Vec<String> = (0..r.num_examples)
-                    .map(|i| {
-                        format!(
-                            "{i},{},{},{},{}",
-                            r.log_px[i],
-                            opt(r.log_px_stderr[i]),
-                            r.log_px_mean_log_weight[i],
-                            r.ess[i]
-                        )
+                let rows = (0..r.num_examples)
+                    .map(|i| AisRow {
+                        index: i,
+                        log_px: r.log_px[i],
+                        log_px_stderr: r.log_px_stderr[i],
+                        mean_log_weight: r.log_px_mean_log_weight[i],
+                        ess: r.ess[i],
                     })
                     .collect();
-                let s = serde_json::json!({
-                    "estimate_nll": r.nll, "stderr": r.nll_stderr, "mc_stderr": r.nll_mc_stderr,
-                    "nll_mean_log_weight": r.nll_mean_log_weight, "trace": r.trace, "settings": r.config,
+                let estimate = Estimate::Ais(AisEstimate {
+                    estimate_nll: r.nll,
+                    stderr: r.nll_stderr,
+                    mc_stderr: r.nll_mc_stderr,
+                    nll_mean_log_weight: r.nll_mean_log_weight,
+                    trace: AisTrace {
+                        acceptance: r.trace.acceptance,
+                        step_size_mean: r.trace.step_size_mean,
+                        step_size_min: r.trace.step_size_min,
+                        step_size_max: r.trace.step_size_max,
+                    },
+                    settings: serde_json::to_value(&r.config)?,
                 });
-                (
-                    s,
-                    std::iter::once("index,log_px,log_px_stderr,mean_log_weight,ess".to_string())
-                        .chain(rows)
-                        .collect(),
-                )
+                (estimate, Rows::Ais(rows))
             } else {
                 // BDMC needs data whose latent is known: simulate it from the model.
                 let (x, z) = vae_eval::simulate(&model, n, args.seed)?;
                 let r = vae_eval::bdmc(&model, &x, &z, &config, &mut progress)?;
-                let rows: Vec<String> = (0..r.gap_per_example.len())
-                    .map(|i| {
-                        format!(
-                            "{i},{},{},{}",
-                            r.forward.log_px[i], r.reverse.log_px[i], r.gap_per_example[i]
-                        )
+                let rows = (0..r.gap_per_example.len())
+                    .map(|i| BdmcRow {
+                        index: i,
+                        forward_log_px: r.forward.log_px[i],
+                        reverse_log_px: r.reverse.log_px[i],
+                        gap: r.gap_per_example[i],
                     })
                     .collect();
-                let s = serde_json::json!({
-                    "lower_bound_log_px": r.lower, "upper_bound_log_px": r.upper,
-                    "gap": r.gap, "gap_stderr": r.gap_stderr, "settings": r.forward.config,
-                    "data": "simulated from the model",
+                let estimate = Estimate::Bdmc(BdmcEstimate {
+                    lower_bound_log_px: r.lower,
+                    upper_bound_log_px: r.upper,
+                    gap: r.gap,
+                    gap_stderr: r.gap_stderr,
+                    settings: serde_json::to_value(&r.forward.config)?,
+                    data: BDMC_SIMULATED_DATA.into(),
                 });
-                (
-                    s,
-                    std::iter::once("index,forward_log_px,reverse_log_px,gap".to_string())
-                        .chain(rows)
-                        .collect(),
-                )
+                (estimate, Rows::Bdmc(rows))
             }
         }
     };
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let mut summary = summary;
-    summary["method"] = method.clone().into();
-    summary["split"] = split_name.into();
-    summary["images"] = n.into();
-    summary["checkpoint"] = args.checkpoint.clone().into();
-    summary["wall_seconds"] = seconds.into();
-    summary["ms_per_image"] = (seconds * 1e3 / n as f64).into();
-    write_json(&out, &summary)?;
+    let summary = EvalSummary {
+        split: split_name,
+        images: n,
+        checkpoint: args.checkpoint.clone(),
+        wall_seconds: seconds,
+        ms_per_image: seconds * 1e3 / n as f64,
+        estimate,
+    };
+    summary.write(&out)?;
     let csv = out.with_extension("csv");
-    write_atomic(&csv, (rows.join("\n") + "\n").as_bytes())?;
+    rows.write(&csv)?;
     let png = out.with_extension("png");
     if let Some(bytes) = &plot {
         write_atomic(&png, bytes)?;
     }
-    match args.method {
-        EvalMethod::Bdmc => println!(
+    match &summary.estimate {
+        Estimate::Bdmc(b) => println!(
             "bdmc on {n} simulated images: log p(x) in [{:.3}, {:.3}], gap {:.3} nats ({seconds:.1} s)",
-            summary["lower_bound_log_px"].as_f64().unwrap_or(f64::NAN),
-            summary["upper_bound_log_px"].as_f64().unwrap_or(f64::NAN),
-            summary["gap"].as_f64().unwrap_or(f64::NAN),
+            b.lower_bound_log_px, b.upper_bound_log_px, b.gap,
         ),
         _ => println!(
             "{method} NLL on {n} {} images: {:.3} +- {:.3} nats ({seconds:.1} s, {:.1} ms per image)",
-            summary["split"].as_str().unwrap_or(""),
-            summary["estimate_nll"].as_f64().unwrap_or(f64::NAN),
-            summary["stderr"].as_f64().unwrap_or(f64::NAN),
-            seconds * 1e3 / n as f64,
+            summary.split,
+            summary.nll().unwrap_or(f64::NAN),
+            summary.nll_stderr().unwrap_or(f64::NAN),
+            summary.ms_per_image,
         ),
     }
     match plot {
@@ -256,6 +262,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
+/// The per-image rows of one method, for its CSV.
+enum Rows {
+    Is(Vec<IsRow>),
+    Ais(Vec<AisRow>),
+    Bdmc(Vec<BdmcRow>),
+}
+
+impl Rows {
+    /// Writes the CSV atomically (vae-io's one writer of each row type).
+    fn write(&self, path: &std::path::Path) -> Result<()> {
+        match self {
+            Rows::Is(r) => write_csv(path, r),
+            Rows::Ais(r) => write_csv(path, r),
+            Rows::Bdmc(r) => write_csv(path, r),
+        }?;
+        Ok(())
+    }
 }

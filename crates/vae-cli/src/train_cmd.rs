@@ -10,7 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tch::{Device, Tensor};
 use tensorboard_rs::summary_writer::SummaryWriter;
 use vae_data::{default_data_dir, Dataset, SplitConfig, SplitKind};
-use vae_model::{EpochOutcome, EpochReport, Trainer};
+use vae_io::results::{EpochMetrics, SplitElbo, TrainResults};
+use vae_model::{EpochOutcome, EpochReport, EvalReport, Trainer};
 
 use crate::args::TrainArgs;
 use crate::config::RunConfig;
@@ -104,7 +105,7 @@ pub fn json_differences(
 /// The run's config and folder, new or resumed.
 fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
     if let Some(dir) = &args.resume {
-        let run = RunDir { root: dir.clone() };
+        let run = RunDir::new(dir);
         let saved_path = run.config();
         let saved = RunConfig::load(&saved_path, &[])
             .with_context(|| format!("--resume {}: reading the run's config", dir.display()))?;
@@ -140,7 +141,7 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
         .out
         .clone()
         .unwrap_or_else(|| std::path::PathBuf::from("runs").join(&cfg.name));
-    let run = RunDir { root };
+    let run = RunDir::new(root);
     if run.config().exists() {
         bail!(
             "{} already holds a run: continue it with --resume {}, or choose another folder with --out",
@@ -162,7 +163,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (cfg, run, resuming) = prepare(&args)?;
     let device = device(&args.device)?;
     set_threads(args.threads)?;
-    std::fs::create_dir_all(run.root.join("checkpoints"))
+    std::fs::create_dir_all(run.checkpoints())
         .with_context(|| format!("creating {}", run.root.display()))?;
     let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
     if resuming {
@@ -273,9 +274,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 continue;
             }
         };
-        let line = epoch_line(&report, cfg.train.epochs);
+        // The same record makes the train.log line and the metrics.jsonl line.
+        let metrics = epoch_metrics(&report, cfg.train.epochs, trainer.state().global_step);
+        let line = epoch_line(&metrics);
         multi.println(&line).ok();
         run.log_line(&line)?;
+        metrics.append(&run.metrics())?;
         write_scalars(&mut tb, &report);
         if report.improved {
             trainer.save_checkpoint(&run.checkpoint("best"))?;
@@ -326,14 +330,14 @@ fn finish(trainer: &mut Trainer, run: &RunDir) -> Result<()> {
     let test = trainer.evaluate(SplitKind::Test);
     let validation = (!trainer.split(SplitKind::Validation).is_empty())
         .then(|| trainer.evaluate(SplitKind::Validation));
-    let results = serde_json::json!({
-        "checkpoint": "best",
-        "best_epoch": best.map(|b| b.1),
-        "validation": validation,
-        "test": test,
-        "test_binarization": "fixed",
-    });
-    write_json(&run.results(), &results)?;
+    let results = TrainResults {
+        checkpoint: "best".into(),
+        best_epoch: best.map(|b| b.1),
+        validation: validation.map(split_elbo),
+        test: split_elbo(test),
+        test_binarization: "fixed".into(),
+    };
+    results.write(&run.results())?;
     let line = format!(
         "best epoch {}: test -elbo {:.3} (rec {:.3}, kl {:.3}) on {} fixed-binarized test images",
         best.map(|b| b.1).unwrap_or(0),
@@ -348,23 +352,55 @@ fn finish(trainer: &mut Trainer, run: &RunDir) -> Result<()> {
     Ok(())
 }
 
-fn epoch_line(r: &EpochReport, epochs: usize) -> String {
-    let skipped = if r.skipped > 0 {
-        format!("  skipped {} non-finite steps", r.skipped)
+/// vae-model's report of a split as vae-io's result type.
+fn split_elbo(r: EvalReport) -> SplitElbo {
+    SplitElbo {
+        neg_elbo: r.neg_elbo,
+        rec: r.rec,
+        kl: r.kl,
+        images: r.images,
+    }
+}
+
+/// The `metrics.jsonl` record of a completed epoch of a run asked for `epochs` epochs, which
+/// ended at optimizer step `global_step`.
+fn epoch_metrics(r: &EpochReport, epochs: usize, global_step: u64) -> EpochMetrics {
+    EpochMetrics {
+        epoch: r.epoch,
+        epochs,
+        global_step,
+        train_neg_elbo: r.train_neg_elbo,
+        train_rec: r.train_rec,
+        train_kl: r.train_kl,
+        warmup: r.warmup,
+        lr: r.lr,
+        grad_norm: r.grad_norm,
+        validation: r.validation.map(split_elbo),
+        best: r.improved,
+        skipped: r.skipped,
+        seconds: r.seconds,
+        end_time: now(),
+    }
+}
+
+/// The epoch's `train.log` line.
+fn epoch_line(m: &EpochMetrics) -> String {
+    let skipped = if m.skipped > 0 {
+        format!("  skipped {} non-finite steps", m.skipped)
     } else {
         String::new()
     };
-    let valid = match r.validation {
+    let valid = match m.validation {
         Some(v) => format!(
             "  valid -elbo {:8.3}{}",
             v.neg_elbo,
-            if r.improved { " *" } else { "" }
+            if m.best { " *" } else { "" }
         ),
         None => String::new(),
     };
     format!(
-        "epoch {:>4}/{epochs}  train -elbo {:8.3} rec {:8.3} kl {:7.3}  warmup {:.3} lr {:.2e}{valid}  {:.1} s{skipped}",
-        r.epoch, r.train_neg_elbo, r.train_rec, r.train_kl, r.warmup, r.lr, r.seconds
+        "epoch {:>4}/{}  train -elbo {:8.3} rec {:8.3} kl {:7.3}  warmup {:.3} lr {:.2e}{valid}  {:.1} s{skipped}",
+        m.epoch, m.epochs, m.train_neg_elbo, m.train_rec, m.train_kl, m.warmup, m.lr, m.seconds
     )
 }
 
@@ -401,8 +437,8 @@ fn write_pictures(
     tch::manual_seed(epoch as i64);
     let samples = pictures::samples(trainer.vae(), device)?;
     let recon = pictures::reconstructions(trainer.vae(), &x)?;
-    samples.save_png(&run.root.join("samples.png"))?;
-    recon.save_png(&run.root.join("reconstructions.png"))?;
+    samples.save_png(&run.samples())?;
+    recon.save_png(&run.reconstructions())?;
     for (tag, img) in [("samples", &samples), ("reconstructions", &recon)] {
         let (rgb, dim) = pictures::tensorboard_rgb(img);
         tb.add_image(tag, &rgb, &dim, epoch);
