@@ -9,7 +9,6 @@ pub mod grid;
 pub mod idx;
 pub mod plot;
 pub mod png;
-pub mod raster;
 pub mod results;
 pub mod run_dir;
 

@@ -310,7 +310,7 @@ pub fn write(plan: &Plan) -> Result<Written> {
     )?;
     vae_io::write_atomic(&csv_path, csv(&plan.runs, &results, &groups).as_bytes())?;
     plot::draw(plan, &results, &groups)
-        .to_png()
+        .and_then(|image| image.to_png())
         .and_then(|bytes| vae_io::write_atomic(&png, &bytes))
         .map_err(|error| Error::Plot {
             path: png.clone(),
