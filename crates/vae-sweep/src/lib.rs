@@ -11,6 +11,8 @@ pub mod results;
 pub mod slurm;
 pub mod spec;
 pub mod summary;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result, SpecError};
 pub use plan::{Plan, RunState};
@@ -106,6 +108,9 @@ pub fn execute(plan: &Plan, opts: &Options) -> Result<Report> {
         Backend::Slurm => slurm::run(plan, opts.jobs)?,
     };
     let summary = summary::write(plan)?;
+    for p in &summary.problems {
+        eprintln!("xtask: unreadable result file of {p}");
+    }
     Ok(Report {
         failed,
         total: plan.runs.len(),

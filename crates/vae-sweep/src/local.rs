@@ -188,7 +188,7 @@ fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
         RunState::Resumable => vae(plan, &with_threads(plan.train_args(run, true)), &log)?,
         RunState::Trained | RunState::Complete => {}
     }
-    if !dir.join("results.json").is_file() {
+    if !vae_io::run_dir::RunDir::new(&dir).results().is_file() {
         return Ok(Outcome::Stopped);
     }
     if plan.state(run) == RunState::Trained {

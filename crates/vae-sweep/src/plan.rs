@@ -112,7 +112,7 @@ impl Plan {
             "--method".into(),
             e.method.clone(),
             "--split".into(),
-            "test".into(),
+            crate::results::EVAL_SPLIT.into(),
         ];
         if let Some(k) = e.k {
             a.extend(["--k".into(), k.to_string()]);
@@ -125,8 +125,8 @@ impl Plan {
         Some(a)
     }
 
-    /// Fraction of the run done, for progress bars: epochs from `train.log`, the evaluation as
-    /// the last tenth when there is one.
+    /// Fraction of the run done, for progress bars: epochs from `metrics.jsonl`, the evaluation
+    /// as the last tenth when there is one.
     pub fn progress(&self, run: &Run) -> f64 {
         let train_share = if self.sweep.eval.is_some() { 0.9 } else { 1.0 };
         match self.state(run) {
@@ -206,6 +206,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{epoch, eval_is, train_results};
+    use vae_io::run_dir::RunDir;
 
     #[test]
     fn run_state_and_arguments_follow_the_folder() {
@@ -215,16 +217,27 @@ mod tests {
         let plan = Plan::new(&root, &file, Some(tmp.path())).unwrap();
         let run = &plan.runs[1];
         let dir = plan.run_dir(run);
+        let files = RunDir::new(&dir);
         assert_eq!(plan.state(run), RunState::Fresh);
-        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
-        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        assert_eq!(plan.progress(run), 0.0);
+        std::fs::create_dir_all(files.checkpoints()).unwrap();
+        std::fs::write(files.config(), "{}").unwrap();
         assert_eq!(plan.state(run), RunState::Started);
-        std::fs::write(dir.join("checkpoints/last.safetensors"), "").unwrap();
+        std::fs::write(files.checkpoint("last"), "").unwrap();
         assert_eq!(plan.state(run), RunState::Resumable);
-        std::fs::write(dir.join("results.json"), "{}").unwrap();
+        assert_eq!(plan.progress(run), 0.0);
+        epoch(1, 2, 1.0, true).append(&files.metrics()).unwrap();
+        assert_eq!(plan.progress(run), 0.45);
+        train_results(1, 110.0, 105.0)
+            .write(&files.results())
+            .unwrap();
         assert_eq!(plan.state(run), RunState::Trained);
-        std::fs::write(dir.join("eval-is-test.json"), "{}").unwrap();
+        assert_eq!(plan.progress(run), 0.9);
+        eval_is(100.0, 0.5, 200, 1.0)
+            .write(&files.eval_summary("is", "test"))
+            .unwrap();
         assert_eq!(plan.state(run), RunState::Complete);
+        assert_eq!(plan.progress(run), 1.0);
 
         let args = plan.train_args(run, true);
         assert_eq!(args[..3], ["train", "--resume", dir.to_str().unwrap()]);

@@ -532,6 +532,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{eval_is, train_results};
 
     #[test]
     fn array_specs_fold_ranges() {
@@ -583,17 +584,26 @@ mod tests {
         )
         .unwrap();
         let calls = tmp.path().join("calls.txt");
+        // The result files the stand-in copies into a run: complete ones, as vae writes them.
+        let (results, eval) = (
+            tmp.path().join("results.json"),
+            tmp.path().join("eval.json"),
+        );
+        train_results(2, 110.0, 105.0).write(&results).unwrap();
+        eval_is(100.0, 0.5, 200, 1.0).write(&eval).unwrap();
         plan.vae = tmp.path().join("fake-vae");
         std::fs::write(
             &plan.vae,
             format!(
                 "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {calls}\n\
                  case \"$1 $2\" in\n\
-                 \x20 'train --out') mkdir -p \"$3\"; touch \"$3/config.json\"; [ \"$STOP\" = 1 ] && mkdir -p \"$3/checkpoints\" && touch \"$3/checkpoints/last.safetensors\" && exit 0; touch \"$3/results.json\" ;;\n\
-                 \x20 'train --resume') touch \"$3/results.json\" ;;\n\
-                 \x20 'eval --run') touch \"$3/eval-is-test.json\" ;;\n\
+                 \x20 'train --out') mkdir -p \"$3\"; touch \"$3/config.json\"; [ \"$STOP\" = 1 ] && mkdir -p \"$3/checkpoints\" && touch \"$3/checkpoints/last.safetensors\" && exit 0; cp {results} \"$3/results.json\" ;;\n\
+                 \x20 'train --resume') cp {results} \"$3/results.json\" ;;\n\
+                 \x20 'eval --run') cp {eval} \"$3/eval-is-test.json\" ;;\n\
                  esac\n",
-                calls = calls.display()
+                calls = calls.display(),
+                results = results.display(),
+                eval = eval.display(),
             ),
         )
         .unwrap();
@@ -652,6 +662,9 @@ mod tests {
             ]
         );
         assert_eq!(plan.state(run), RunState::Complete);
+        let r = crate::results::collect(&plan, run);
+        assert_eq!((r.test_nll, r.test_neg_elbo), (Some(100.0), Some(105.0)));
+        assert!(r.unreadable.is_empty(), "{:?}", r.unreadable);
         // A complete run does nothing; an unknown task fails.
         assert!(task(2, false).status.success());
         assert_eq!(lines().len(), 3);

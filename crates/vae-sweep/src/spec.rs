@@ -95,9 +95,13 @@ pub struct EvalSpec {
 }
 
 impl EvalSpec {
-    /// The file `vae eval` writes into the run folder.
+    /// The file `vae eval` writes into the run folder (vae-io's
+    /// [`RunDir::eval_summary`](vae_io::run_dir::RunDir::eval_summary) of the test split).
     pub fn output(&self) -> String {
-        format!("eval-{}-test.json", self.method)
+        vae_io::run_dir::RunDir::new("")
+            .eval_summary(&self.method, crate::results::EVAL_SPLIT)
+            .display()
+            .to_string()
     }
 
     /// Short description for tables and plots, e.g. `IS, k=1000`.

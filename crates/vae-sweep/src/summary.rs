@@ -161,7 +161,7 @@ pub fn csv(runs: &[Run], results: &[RunResult], groups: &[Group]) -> String {
             r.wall_seconds
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_default(),
-            r.status
+            csv_field(&r.status_text())
         );
     }
     for g in groups {
@@ -271,19 +271,39 @@ pub fn markdown(plan: &Plan, results: &[RunResult], groups: &[Group], plot_file:
                 .unwrap_or_else(|| "–".into()),
             f2(r.valid_neg_elbo),
             f2(r.test_neg_elbo),
-            r.status
+            md_cell(&r.status_text())
         );
+    }
+    let unreadable = problems(plan, results);
+    if !unreadable.is_empty() {
+        s += "\n## Unreadable result files\n\nTheir numbers are left out above.\n\n";
+        for p in &unreadable {
+            let _ = writeln!(s, "- {p}");
+        }
     }
     let _ = write!(
         s,
         "\n![test NLL against the swept value]({plot_file})\n\n\
          -ELBO values are those of the checkpoint that was best on validation; the test set is \
          evaluated once, with that checkpoint. Wall time is the sum of the training epochs in \
-         `train.log` (resumed segments included) and the NLL evaluation. Each run's folder is \
+         `metrics.jsonl` (resumed segments included) and the NLL evaluation. Each run's folder is \
          `{}/<run>`.\n",
         plan.out.display()
     );
     s
+}
+
+/// One line per malformed result file: `` `run`: `` and vae-io's message (file, line, key).
+pub fn problems(plan: &Plan, results: &[RunResult]) -> Vec<String> {
+    plan.runs
+        .iter()
+        .zip(results)
+        .flat_map(|(run, r)| {
+            r.unreadable
+                .iter()
+                .map(move |u| format!("`{}`: {}", run.name, u.message))
+        })
+        .collect()
 }
 
 /// Files written by [`write()`], and the settings table for the terminal.
@@ -293,6 +313,8 @@ pub struct Written {
     pub files: Vec<String>,
     /// The settings table, Markdown.
     pub settings_table: String,
+    /// The malformed result files, one line each ([`problems`]); `summary.md` lists them too.
+    pub problems: Vec<String>,
 }
 
 /// Reads every run folder and writes `summary.md`, `summary.csv` and `summary.png`.
@@ -322,12 +344,15 @@ pub fn write(plan: &Plan) -> Result<Written> {
             .map(|p| p.display().to_string())
             .collect(),
         settings_table: settings_table(&groups),
+        problems: problems(plan, &results),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{epoch, eval_is, train_results, write_finished_run};
+    use vae_io::run_dir::RunDir;
 
     #[test]
     fn mean_and_sample_sd() {
@@ -350,41 +375,25 @@ mod tests {
         .unwrap();
         // Two seeds of the first setting are complete, one run of the second is half done.
         for (i, nll) in [(0, 100.0), (1, 104.0)] {
-            let dir = plan.run_dir(&plan.runs[i]);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(
-                dir.join("train.log"),
-                "2026 starting run\nepoch    1/2  train -elbo 1 *  1.5 s\n\
-                 stopped at epoch 2\n2026 resuming run\nepoch    2/2  train -elbo 1  2.5 s\n",
-            )
-            .unwrap();
-            std::fs::write(
-                dir.join("results.json"),
-                format!(
-                    r#"{{"best_epoch": 2, "validation": {{"neg_elbo": {}}}, "test": {{"neg_elbo": {}}}}}"#,
-                    nll + 10.0,
-                    nll + 5.0
-                ),
-            )
-            .unwrap();
-            std::fs::write(
-                dir.join("eval-is-test.json"),
-                format!(
-                    r#"{{"estimate_nll": {nll}, "stderr": 0.5, "images": 100, "wall_seconds": 1.0}}"#
-                ),
-            )
-            .unwrap();
+            write_finished_run(
+                &plan.run_dir(&plan.runs[i]),
+                &[1.5, 2.5],
+                &train_results(2, nll + 10.0, nll + 5.0),
+                &eval_is(nll, 0.5, 100, 1.0),
+            );
         }
-        let dir = plan.run_dir(&plan.runs[2]);
-        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
-        std::fs::write(dir.join("checkpoints/last.safetensors"), "").unwrap();
-        std::fs::write(dir.join("train.log"), "epoch    1/2  x  3.0 s\n").unwrap();
+        let dir = RunDir::new(plan.run_dir(&plan.runs[2]));
+        std::fs::create_dir_all(dir.checkpoints()).unwrap();
+        std::fs::write(dir.checkpoint("last"), "").unwrap();
+        epoch(1, 2, 3.0, true).append(&dir.metrics()).unwrap();
 
         let results: Vec<RunResult> = plan.runs.iter().map(|r| collect(&plan, r)).collect();
         assert_eq!(results[0].epochs, Some(2));
         assert_eq!(results[0].wall_seconds, Some(5.0));
         assert_eq!(results[0].test_nll, Some(100.0));
         assert_eq!(results[2].status, "unfinished");
+        assert_eq!(results[2].epochs, Some(1));
+        assert_eq!(results[2].wall_seconds, Some(3.0));
         assert_eq!(results[3].status, "not started");
         let g = groups(&plan.runs, &results);
         assert_eq!(g.len(), 2);
@@ -407,7 +416,41 @@ mod tests {
         );
         let md = markdown(&plan, &results, &g, "summary.png");
         assert!(md.contains("| 100.00 ± 0.50 | 5.0 s | done |"), "{md}");
-        write(&plan).unwrap();
+        assert!(!md.contains("Unreadable"), "{md}");
+        let written = write(&plan).unwrap();
+        assert!(written.problems.is_empty(), "{:?}", written.problems);
         assert!(tmp.path().join("summary.png").is_file());
+
+        // A malformed results.json is reported for its run, with the key; the sweep goes on.
+        let dir = RunDir::new(plan.run_dir(&plan.runs[1]));
+        std::fs::write(dir.results(), r#"{"best_epoch": 2}"#).unwrap();
+        let written = write(&plan).unwrap();
+        assert_eq!(written.problems.len(), 1, "{:?}", written.problems);
+        let problem = &written.problems[0];
+        assert!(problem.starts_with("`iaf0,seed=2`: "), "{problem}");
+        assert!(
+            problem.contains("results.json:1:17: key `checkpoint`: missing field"),
+            "{problem}"
+        );
+        let md = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+        assert!(md.contains("| done (unreadable: results.json) |"), "{md}");
+        assert!(
+            md.contains(&format!(
+                "## Unreadable result files\n\nTheir numbers are left out above.\n\n- {problem}\n"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains("| iaf0 | 2 | 110.00 (1 of 2) | 105.00 (1 of 2) | 102.00 ± 2.83 |"),
+            "{md}"
+        );
+        let csv = std::fs::read_to_string(tmp.path().join("summary.csv")).unwrap();
+        assert!(
+            csv.lines()
+                .nth(2)
+                .unwrap()
+                .ends_with(",5.0,done (unreadable: results.json)"),
+            "{csv}"
+        );
     }
 }
