@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::{
-    build_vae, epoch_lines, folder, kill_group, mtime, root, starts_and_resumes, text,
-    tiny_dataset, xtask, Folder, SMOKE_RUNS,
+    build_vae, epoch_lines, folder, kill_group, mtime, root, starts_and_resumes,
+    summary_run_column, text, tiny_dataset, xtask, Folder, SMOKE_RUNS,
 };
 
 #[test]
@@ -159,8 +159,14 @@ fn a_killed_sweep_completes_on_rerun_without_repeating_finished_runs() {
         assert!(rows[1 + i].contains(&format!("\"{name}\"")), "{csv}");
     }
     assert!(rows[5].starts_with("mean,iaf0,"), "{csv}");
+    // Epochs and training time come from each run's metrics.jsonl, the resumed ones included.
+    assert_eq!(summary_run_column(&out, "epochs"), ["2"; 4], "{csv}");
+    for wall in summary_run_column(&out, "wall_seconds") {
+        assert!(wall.parse::<f64>().is_ok_and(|w| w > 0.0), "{csv}");
+    }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("4 finished"), "{md}");
+    assert!(!md.contains("Unreadable"), "{md}");
     assert!(md.contains("| iaf2 | 2 |"), "{md}");
     let png = std::fs::read(out.join("summary.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

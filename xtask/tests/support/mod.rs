@@ -156,3 +156,19 @@ pub fn summary_without_wall_time(out: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// One column of `summary.csv`'s `run` rows, in sweep order. Only run names hold quoted commas,
+/// and they come before every numeric column: fields are counted from the end of the line.
+pub fn summary_run_column(out: &Path, column: &str) -> Vec<String> {
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == column).unwrap();
+    assert!(at > header.iter().position(|h| *h == "run").unwrap());
+    csv.lines()
+        .filter(|l| l.starts_with("run,"))
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            fields[fields.len() - (header.len() - at)].to_string()
+        })
+        .collect()
+}
