@@ -5,6 +5,9 @@
 //! `ab_glyph` rasterises, so a plot comes out the same on every machine and no system font is
 //! read. The callers turn their own types (vae-eval's points, a sweep's runs) into the plain
 //! ones here, so vae-io depends on neither.
+//!
+//! plotters 0.3.7 places each glyph without its left side bearing, so letter spacing is a
+//! little uneven; text is 13 px and up, where it stays easy to read.
 
 use std::sync::OnceLock;
 
@@ -226,23 +229,23 @@ pub fn sweep_summary(plot: &SummaryPlot) -> Result<RgbImage> {
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_empty())
-            .map(|(i, s)| (Some(colour(i)), fit(&root, s, &font(13.0), 680)))
+            .map(|(i, s)| (Some(colour(i)), fit(&root, s, &font(14.0), 680)))
             .collect();
         legend.push((
             None,
             "small dots: runs; big dots and bars: mean ± 1 s.d. over seeds".into(),
         ));
         let dark = rgb(DARK);
-        let line_height = 17;
+        let line_height = 18;
         let (top, area) = root.split_vertically(line_height * legend.len() as i32 + 12);
         for (i, (c, text)) in legend.iter().enumerate() {
             let y = 4 + line_height * i as i32;
             match c {
                 Some(c) => {
                     top.draw(&Circle::new((96, y + 8), 5, rgb(*c).filled()))?;
-                    top.draw_text(text, &font(13.0), (108, y))?;
+                    top.draw_text(text, &font(14.0), (108, y))?;
                 }
-                None => top.draw_text(text, &font(13.0).color(&dark), (90, y))?,
+                None => top.draw_text(text, &font(14.0).color(&dark), (90, y))?,
             }
         }
 
