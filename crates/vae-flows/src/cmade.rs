@@ -2,8 +2,8 @@
 
 use tch::nn;
 use tch::Tensor;
+use vae_nn::BatchNorm;
 
-use crate::batch_norm::FlowBatchNorm;
 use crate::config::{BatchNormSettings, ContextMode, FlowConfig};
 use crate::error::{Error, Result};
 use crate::layers::{glorot, MaskedLinear};
@@ -63,11 +63,11 @@ pub struct Cmade {
     order: MaskOrder,
     latent: i64,
     hidden: Vec<MaskedLinear>,
-    hidden_bn: Vec<Option<FlowBatchNorm>>,
+    hidden_bn: Vec<Option<BatchNorm>>,
     context: Context,
     m: MaskedLinear,
-    m_bn: Option<FlowBatchNorm>,
-    s: Option<(MaskedLinear, Option<FlowBatchNorm>)>,
+    m_bn: Option<BatchNorm>,
+    s: Option<(MaskedLinear, Option<BatchNorm>)>,
 }
 
 impl Cmade {
@@ -99,15 +99,17 @@ impl Cmade {
     ) -> Result<Cmade> {
         let (last, hidden_masks) = masks.split_last().expect("made_masks gives >= 2 masks");
         let bias_init = if cfg.batch_norm { None } else { Some(0.0) };
-        let bn_layer = |name: String, n: usize, beta: f64| {
-            cfg.batch_norm
-                .then(|| FlowBatchNorm::new(p / name, n as i64, bn, beta))
+        let bn_layer = |name: String, n: usize, beta: f64| -> Result<Option<BatchNorm>> {
+            let layer = cfg
+                .batch_norm
+                .then(|| BatchNorm::new(&(p / name), n as i64, beta, bn));
+            Ok(layer.transpose()?)
         };
         let mut hidden = Vec::with_capacity(hidden_masks.len());
         let mut hidden_bn = Vec::with_capacity(hidden_masks.len());
         for (l, mask) in hidden_masks.iter().enumerate() {
             hidden.push(MaskedLinear::new(&(p / format!("l{l}")), mask, bias_init)?);
-            hidden_bn.push(bn_layer(format!("bn{l}"), mask.n_out(), 0.0));
+            hidden_bn.push(bn_layer(format!("bn{l}"), mask.n_out(), 0.0)?);
         }
         let h1 = cfg.hidden[0];
         let context = match (cfg.context_size, cfg.context) {
@@ -119,7 +121,7 @@ impl Cmade {
             },
         };
         let m = MaskedLinear::new(&(p / "m"), last, bias_init)?;
-        let m_bn = bn_layer("bn_m".into(), last.n_out(), 0.0);
+        let m_bn = bn_layer("bn_m".into(), last.n_out(), 0.0)?;
         let s = if cfg.shift_only {
             None
         } else {
@@ -129,7 +131,7 @@ impl Cmade {
                 Some(S_BIAS_INIT)
             };
             let s = MaskedLinear::new(&(p / "s"), last, s_bias)?;
-            Some((s, bn_layer("bn_s".into(), last.n_out(), S_BN_BETA_INIT)))
+            Some((s, bn_layer("bn_s".into(), last.n_out(), S_BN_BETA_INIT)?))
         };
         Ok(Cmade {
             order,
@@ -200,12 +202,12 @@ impl Cmade {
     /// The parameters of an evaluation-mode forward pass with every batch norm folded into the
     /// masked layer before it: `W' = diag(scale) · (M ⊙ W)`, `b' = scale · b + shift` (and the
     /// linear context's weight scaled as the first layer's, since its BN normalises their sum),
-    /// from [`FlowBatchNorm::eval_affine`]. Detached copies of the current values; zero where
+    /// from [`BatchNorm::eval_affine`]. Detached copies of the current values; zero where
     /// the mask is, so the Jacobian keeps its structure.
     pub(crate) fn folded_params(&self) -> CmadeParams {
         tch::no_grad(|| {
             let live = self.live_params();
-            let mut norms: Vec<Option<&FlowBatchNorm>> =
+            let mut norms: Vec<Option<&BatchNorm>> =
                 self.hidden_bn.iter().map(Option::as_ref).collect();
             norms.push(self.m_bn.as_ref());
             if let Some((_, s_bn)) = &self.s {
@@ -213,7 +215,7 @@ impl Cmade {
             }
             let affine: Vec<Option<(Tensor, Tensor)>> = norms
                 .iter()
-                .map(|bn| bn.map(FlowBatchNorm::eval_affine))
+                .map(|bn| bn.map(BatchNorm::eval_affine))
                 .collect();
             let fold_weight = |w: &Tensor, a: &Option<(Tensor, Tensor)>| match a {
                 Some((scale, _)) => w * scale.unsqueeze(1),
@@ -280,7 +282,7 @@ impl Cmade {
             self.latent
         );
         let context = self.check_context(context, size[0]);
-        let bn = |x: Tensor, bn: &Option<FlowBatchNorm>| match bn {
+        let bn = |x: Tensor, bn: &Option<BatchNorm>| match bn {
             Some(bn) if !params.bn_folded => bn.forward_t(&x, train),
             _ => x,
         };

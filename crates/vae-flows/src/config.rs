@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Batch-norm settings shared by every BN layer in the flow and the context predictor
+/// (ORIGINAL §2.1), the same type as vae-nets' (see [`vae_nn`]).
+pub use vae_nn::BatchNormSettings;
+
 /// Which flow refines the posterior (the original's `flow_type`, ORIGINAL §3.4).
 ///
 /// "No flow" (`flow_params = None`) is not a kind: callers hold an `Option<FlowConfig>`.
@@ -169,60 +173,6 @@ impl FlowConfig {
     /// [`parameters_per_layer`]: Self::parameters_per_layer
     pub fn parameter_count(&self, latent: i64) -> i64 {
         self.parameters_per_layer(latent) * self.layers as i64
-    }
-}
-
-/// Batch-norm settings shared by every BN layer in the flow and the context predictor
-/// (ORIGINAL §2.1). The original uses TF-contrib BN with decay 0.999 and ε = 1e-3.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchNormSettings {
-    /// Running-average momentum in PyTorch's convention, `moving = (1 − m)·moving + m·batch`.
-    /// TF decay 0.999 is momentum 0.001 (docs/TOOLCHAIN.md §5). Default 0.001.
-    pub momentum: f64,
-    /// ε added to the variance. Default 1e-3.
-    pub eps: f64,
-}
-
-impl Default for BatchNormSettings {
-    fn default() -> Self {
-        BatchNormSettings {
-            momentum: 0.001,
-            eps: 1e-3,
-        }
-    }
-}
-
-impl BatchNormSettings {
-    /// Checks `0 ≤ momentum ≤ 1` and `eps > 0`.
-    pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.momentum) {
-            return Err(Error::InvalidConfig {
-                field: "batch_norm.momentum",
-                value: self.momentum.to_string(),
-                expected: "a value in [0, 1] (PyTorch convention; TF decay 0.999 = 0.001)",
-            });
-        }
-        if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(Error::InvalidConfig {
-                field: "batch_norm.eps",
-                value: self.eps.to_string(),
-                expected: "a positive, finite value",
-            });
-        }
-        Ok(())
-    }
-
-    /// The tch config: γ starts at 1 (tch's default would be Uniform(0, 1)) and β at `beta_init`.
-    pub(crate) fn tch_config(self, beta_init: f64) -> tch::nn::BatchNormConfig {
-        tch::nn::BatchNormConfig {
-            cudnn_enabled: true,
-            eps: self.eps,
-            momentum: self.momentum,
-            affine: true,
-            ws_init: tch::nn::Init::Const(1.0),
-            bs_init: tch::nn::Init::Const(beta_init),
-        }
     }
 }
 

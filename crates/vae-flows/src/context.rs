@@ -2,8 +2,8 @@
 
 use tch::nn;
 use tch::Tensor;
+use vae_nn::BatchNorm;
 
-use crate::batch_norm::FlowBatchNorm;
 use crate::config::BatchNormSettings;
 use crate::error::{Error, Result};
 use crate::layers::glorot;
@@ -16,7 +16,7 @@ use crate::layers::glorot;
 #[derive(Debug)]
 pub struct ContextPredictor {
     weight: Tensor,
-    bn: FlowBatchNorm,
+    bn: BatchNorm,
 }
 
 impl ContextPredictor {
@@ -43,7 +43,7 @@ impl ContextPredictor {
             &[context_size, in_features],
             glorot(in_features, context_size),
         )?;
-        let bn = FlowBatchNorm::new(p / "bn", context_size, bn, 0.0);
+        let bn = BatchNorm::new(&(p / "bn"), context_size, 0.0, bn)?;
         Ok(ContextPredictor { weight, bn })
     }
 

@@ -76,6 +76,29 @@ pub enum Error {
     /// A tensor operation failed while creating variables (device unavailable, out of memory).
     #[error("tensor error: {0}")]
     Tch(#[from] tch::TchError),
+    /// A batch-norm layer (vae-nn) refused to be built for a reason this type has no variant
+    /// of, such as a name the variable store already holds; its settings errors arrive as
+    /// [`Error::InvalidConfig`].
+    #[error(transparent)]
+    Layer(vae_nn::Error),
+}
+
+impl From<vae_nn::Error> for Error {
+    fn from(e: vae_nn::Error) -> Self {
+        match e {
+            vae_nn::Error::InvalidSetting {
+                field,
+                value,
+                expected,
+            } => Error::InvalidConfig {
+                field,
+                value,
+                expected,
+            },
+            vae_nn::Error::Tch(e) => Error::Tch(e),
+            e => Error::Layer(e),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

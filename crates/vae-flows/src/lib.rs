@@ -45,7 +45,6 @@
 
 #![deny(missing_docs)]
 
-mod batch_norm;
 pub mod cmade;
 pub mod config;
 pub mod context;
