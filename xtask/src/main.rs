@@ -241,9 +241,10 @@ fn train(
         .into_owned();
     let out = root.join(out.unwrap_or_else(|| format!("runs/{stem}")));
     let out_s = out.to_string_lossy().into_owned();
-    if out.join("results.json").exists() {
+    let run = vae_io::RunDir::new(&out);
+    if run.results().exists() {
         eprintln!("xtask: {out_s} is already trained; evaluating it again");
-    } else if out.join("config.json").exists() {
+    } else if run.config().exists() {
         eprintln!("xtask: resuming the unfinished run in {out_s}");
         run_vae(
             root,
@@ -262,7 +263,7 @@ fn train(
         )?;
     }
     let trained = start.elapsed().as_secs_f64();
-    if !out.join("results.json").exists() {
+    if !run.results().exists() {
         bail!("training stopped before the end; run `cargo xtask train` again to continue it");
     }
     run_vae(
@@ -273,32 +274,24 @@ fn train(
         ],
     )?;
     let total = start.elapsed().as_secs_f64();
-    let read = |name: &str| -> Result<serde_json::Value> {
-        let p = out.join(name);
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
-    };
-    let results = read("results.json")?;
-    let is = read("eval-is-test.json")?;
+    let results = run.read_results()?;
+    let is = run.read_eval("is", "test")?;
+    let nan = f64::NAN;
     println!();
     println!("flowvae: {stem}");
-    println!("  best epoch            {}", results["best_epoch"]);
-    println!(
-        "  validation -ELBO      {:.3} nats",
-        results["validation"]["neg_elbo"]
-            .as_f64()
-            .unwrap_or(f64::NAN)
-    );
-    println!(
-        "  test -ELBO            {:.3} nats",
-        results["test"]["neg_elbo"].as_f64().unwrap_or(f64::NAN)
-    );
+    match results.best_epoch {
+        Some(epoch) => println!("  best epoch            {epoch}"),
+        None => println!("  best epoch            none (no validation split)"),
+    }
+    if let Some(v) = &results.validation {
+        println!("  validation -ELBO      {:.3} nats", v.neg_elbo);
+    }
+    println!("  test -ELBO            {:.3} nats", results.test.neg_elbo);
     println!(
         "  test NLL (IS, k=1000) {:.3} +- {:.3} nats on {} images",
-        is["estimate_nll"].as_f64().unwrap_or(f64::NAN),
-        is["stderr"].as_f64().unwrap_or(f64::NAN),
-        is["images"]
+        is.nll().unwrap_or(nan),
+        is.nll_stderr().unwrap_or(nan),
+        is.images
     );
     println!(
         "  wall time             {:.1} min (training {:.1} min)",
