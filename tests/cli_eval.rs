@@ -152,6 +152,49 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         assert!(!ais.with_extension("png").exists());
     }
 
+    // Every AIS setting of the library is a flag, and the settings written say what was used.
+    let hais = dir.path().join("evals/hais.json");
+    let h = eval_ok(
+        dir.path(),
+        &run,
+        &hais,
+        "--method ais --steps 20 --chains 2 --leapfrog 2 --n 3 --step-size 0.05 \
+         --adaptation per-chain --target-acceptance 0.8 --momentum-refresh 0.5 --max-rows 4",
+    );
+    let hmc = &h["settings"]["hmc"];
+    assert_eq!(
+        (
+            hmc["step_size"].as_f64(),
+            hmc["adaptation"].as_str(),
+            hmc["target_acceptance"].as_f64(),
+            hmc["momentum_refresh"].as_f64(),
+            h["settings"]["max_rows"].as_u64()
+        ),
+        (Some(0.05), Some("per_chain"), Some(0.8), Some(0.5), Some(4)),
+        "{h}"
+    );
+    // With --adaptation fixed every move uses --step-size.
+    let fixed = dir.path().join("evals/fixed.json");
+    let f = eval_ok(
+        dir.path(),
+        &run,
+        &fixed,
+        "--method ais --steps 10 --chains 2 --leapfrog 2 --n 2 --step-size 0.03 --adaptation fixed",
+    );
+    assert_eq!(f["settings"]["hmc"]["step_size"].as_f64(), Some(0.03));
+    for key in ["step_size_min", "step_size_max"] {
+        let v: Vec<f64> = f["trace"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(
+            !v.is_empty() && v.iter().all(|&e| (e - 0.03).abs() < 1e-12),
+            "{key}: {v:?}"
+        );
+    }
+
     // BDMC: lower bound below upper bound on simulated data.
     let bdmc = dir.path().join("evals/bdmc.json");
     let b = eval_ok(
@@ -210,4 +253,11 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     bad("--passes naive", "possible values: batched, one-sample");
     bad("--k 0", "num_samples");
     bad("--split dev", "dev");
+    bad("--method ais --momentum-refresh 1.5", "momentum_refresh");
+    bad("--method ais --target-acceptance 0", "target_acceptance");
+    bad(
+        "--method ais --adaptation sometimes",
+        "possible values: global, per-example",
+    );
+    bad("--method ais --chains 4 --max-rows 2", "max_rows");
 }

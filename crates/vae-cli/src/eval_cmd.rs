@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::Tensor;
-use vae_data::{default_data_dir, Dataset, Split, SplitConfig};
+use vae_data::{default_data_dir, Dataset, SplitConfig};
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
 use vae_io::results::{
     write_csv, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate, EvalSummary,
@@ -18,16 +17,6 @@ use crate::args::{AdaptationArg, EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
 use crate::train_cmd::{device, set_threads};
-
-fn images(split: &Split, n: usize, device: tch::Device) -> Tensor {
-    let x: Vec<f32> = split.pixels[..n * vae_data::IMAGE_PIXELS]
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect();
-    Tensor::from_slice(&x)
-        .view([n as i64, 1, 28, 28])
-        .to_device(device)
-}
 
 /// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -111,7 +100,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             };
             let r = vae_eval::importance_sampling(
                 &model,
-                &images(&split, n, device),
+                &split.to_tensor(n, device),
                 &config,
                 &mut progress,
             )?;
@@ -172,7 +161,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 ..Default::default()
             };
             if args.method == EvalMethod::Ais {
-                let r = vae_eval::ais(&model, &images(&split, n, device), &config, &mut progress)?;
+                let r = vae_eval::ais(&model, &split.to_tensor(n, device), &config, &mut progress)?;
                 let rows = (0..r.num_examples)
                     .map(|i| AisRow {
                         index: i,
