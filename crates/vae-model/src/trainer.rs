@@ -185,6 +185,16 @@ impl Trainer {
         let vs = nn::VarStore::new(device);
         let vae = Vae::new(&vs.root(), &cfg.model)?;
         drop(rng);
+        // Batch norm in training mode normalises over the batch: one image per batch has no
+        // variance to divide by (vae-nn refuses it with a panic, as an invariant of the step).
+        let has_batch_norm = vs.variables().keys().any(|k| k.ends_with("running_var"));
+        if has_batch_norm && cfg.train.batch_size < 2 {
+            return Err(Error::bad(
+                "train.batch_size",
+                cfg.train.batch_size,
+                "at least 2: this model has batch norm, which needs two images per batch",
+            ));
+        }
         let adam = Adam::new(&vs, cfg.train.adam);
         Ok(Trainer {
             validation: evaluation_split(&data, &cfg, SplitKind::Validation),
