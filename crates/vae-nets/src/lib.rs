@@ -1,49 +1,6 @@
 //! Encoder and decoder networks of the flow-VAE, built from a tch [`nn::Path`] with the geometry,
 //! batch-norm placement and initialisation of the original TensorFlow code (ORIGINAL §2–§3).
-//!
-//! # Brief overview
-//!
-//! - [`Encoder`] maps binarized images `[B, 1, 28, 28]` to an [`EncoderOutput`]: the posterior
-//!   mean `mu`, the log-std `log_sigma` (offset already added) and the last hidden features `h`
-//!   that a flow's context predictor reads (the context predictor itself lives in `vae-flows`).
-//! - [`Decoder`] maps codes `[B, D]` to Bernoulli logits `[B, 1, 28, 28]`; its
-//!   [`Decoder::freeze`] gives the evaluation-mode function of the current parameters as a
-//!   [`FrozenDecoder`] (the MLP's with its batch norms folded into the dense layers).
-//! - Three families of each, chosen by [`EncoderConfig`] / [`DecoderConfig`]:
-//!   [`ResNetEncoder`] / [`ResNetDecoder`] (the original's default, `IAF_ENCODER` /
-//!   `IAF_DECODER`), [`GatedConvEncoder`] / [`GatedConvDecoder`] (`SNF_*`) and [`MlpEncoder`] /
-//!   [`MlpDecoder`] (`NONCONV_*`).
-//! - [`build_encoder`] and [`build_decoder`] validate a config and build the chosen family;
-//!   [`BatchNormSettings`] holds the BN constants (TF decay 0.999, ε 1e-3).
-//! - [`layers`] holds the building blocks with TF "SAME" padding, TF nearest resize, NHWC
-//!   flatten and Glorot-uniform initialisation.
-//!
-//! Every forward pass takes an explicit `train` flag: batch statistics (and running-average
-//! updates) in training mode, running averages in evaluation mode, where one example's output
-//! does not depend on the rest of the batch.
-//!
-//! ```
-//! use tch::{nn, Device, Kind, Tensor};
-//! use vae_nets::{build_decoder, build_encoder, BatchNormSettings, DecoderConfig, EncoderConfig};
-//!
-//! let vs = nn::VarStore::new(Device::Cpu);
-//! let cfg = EncoderConfig::Mlp { hidden: vec![32] };
-//! let enc = build_encoder(&(vs.root() / "enc"), &cfg, 4, -3.0, BatchNormSettings::default())?;
-//! let dec = build_decoder(
-//!     &(vs.root() / "dec"),
-//!     &DecoderConfig::Mlp { hidden: vec![32] },
-//!     4,
-//!     BatchNormSettings::default(),
-//! )?;
-//! let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu)).round();
-//! let out = enc.forward_t(&x, false);
-//! assert_eq!(out.mu.size(), [3, 4]);
-//! assert_eq!(out.h.size(), [3, enc.hidden_size()]);
-//! let logits = dec.forward_t(&out.mu, false);
-//! assert_eq!(logits.size(), [3, 1, 28, 28]);
-//! # Ok::<(), vae_nets::Error>(())
-//! ```
-
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod config;
