@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
-use vae_data::{default_data_dir, Binarization, Dataset, SplitConfig, SplitKind};
+use vae_data::{Binarization, SplitKind};
 use vae_eval::JointDensity;
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses};
 use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
@@ -71,15 +71,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn build_trainer(cfg: &RunConfig, device: Device, args: &BenchArgs) -> Result<Trainer> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let data = Dataset::load(
-        cfg.data.dataset,
-        &data_dir,
-        SplitConfig {
-            validation: cfg.data.validation,
-        },
-    )
-    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    let data = crate::train_cmd::load_dataset(&cfg.data, args.data_dir.clone())?;
     let mut trainer = Trainer::new(cfg.experiment(), data, device)?;
     if let Some(ck) = &args.checkpoint {
         trainer.load_checkpoint(ck)?;

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use vae_data::{default_data_dir, Dataset, SplitConfig};
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
 use vae_io::results::{
     write_csv, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate, EvalSummary,
@@ -16,7 +15,7 @@ use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 use crate::args::{AdaptationArg, EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
-use crate::train_cmd::{device, set_threads};
+use crate::train_cmd::{device, load_dataset, set_threads};
 
 /// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -44,15 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let vae = ck.load_vae(device)?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let data = Dataset::load(
-        cfg.data.dataset,
-        &data_dir,
-        SplitConfig {
-            validation: cfg.data.validation,
-        },
-    )
-    .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    let data = load_dataset(&cfg.data, args.data_dir.clone())?;
     let split = evaluation_split(&data, &cfg.experiment(), args.split);
     drop(data);
     let n = args.n.unwrap_or(split.len()).min(split.len());

@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tch::{Device, Tensor};
 use tensorboard_rs::summary_writer::SummaryWriter;
-use vae_data::{default_data_dir, Dataset, SplitConfig, SplitKind};
+use vae_data::{default_data_dir, Dataset, SplitKind};
 use vae_io::results::{EpochMetrics, SplitElbo, TrainResults};
-use vae_model::{EpochOutcome, EpochReport, EvalReport, Trainer};
+use vae_model::{DataConfig, EpochOutcome, EpochReport, EvalReport, Trainer};
 
 use crate::args::TrainArgs;
 use crate::config::RunConfig;
@@ -55,18 +55,20 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Loads the run's dataset from `data_dir` or the default data folder, split as `data` says.
+pub fn load_dataset(data: &DataConfig, data_dir: Option<std::path::PathBuf>) -> Result<Dataset> {
+    let dir = data_dir.unwrap_or_else(default_data_dir);
+    Dataset::load(data.dataset, &dir, data.splits())
+        .with_context(|| format!("loading {} from {}", data.dataset, dir.display()))
+}
+
 /// Loads the run's dataset (from `data_dir` or the default data folder) and builds its trainer.
 pub fn build_trainer(
     cfg: &RunConfig,
     data_dir: Option<std::path::PathBuf>,
     device: Device,
 ) -> Result<Trainer> {
-    let data_dir = data_dir.unwrap_or_else(default_data_dir);
-    let split = SplitConfig {
-        validation: cfg.data.validation,
-    };
-    let data = Dataset::load(cfg.data.dataset, &data_dir, split)
-        .with_context(|| format!("loading {} from {}", cfg.data.dataset, data_dir.display()))?;
+    let data = load_dataset(&cfg.data, data_dir)?;
     Ok(Trainer::new(cfg.experiment(), data, device)?)
 }
 

@@ -3,7 +3,7 @@
 //! `cargo run --release -p vae-model --example evaluate_checkpoint -- RUN/checkpoints/best.safetensors [N]`
 
 use tch::Device;
-use vae_data::{Dataset, SplitConfig, SplitKind};
+use vae_data::{Dataset, SplitKind};
 use vae_eval::{importance_sampling, IsConfig};
 use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
@@ -16,10 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ck = Checkpoint::read(path.as_ref())?;
     let vae = ck.load_vae(Device::Cpu)?;
     let cfg = ck.config();
-    let splits = SplitConfig {
-        validation: cfg.data.validation,
-    };
-    let data = Dataset::load_default(cfg.data.dataset, splits)?;
+    let data = Dataset::load_default(cfg.data.dataset, cfg.data.splits())?;
     let test = evaluation_split(&data, cfg, SplitKind::Test);
     let x = test.to_tensor(images, Device::Cpu);
     let model = VaeLatentModel::new(&vae, Device::Cpu);

@@ -1,7 +1,7 @@
 //! Model, data and training settings, serde-ready, with the original's defaults (ORIGINAL §7).
 
 use serde::{Deserialize, Serialize};
-use vae_data::{Binarization, DatasetKind};
+use vae_data::{Binarization, DatasetKind, SplitConfig};
 use vae_flows::FlowConfig;
 use vae_nets::{DecoderConfig, EncoderConfig};
 
@@ -112,6 +112,15 @@ impl Default for DataConfig {
             validation: 10_000,
             train_binarization: Binarization::Dynamic,
             eval_binarization_seed: 0,
+        }
+    }
+}
+
+impl DataConfig {
+    /// How vae-data splits the training file: `validation` images held out.
+    pub fn splits(&self) -> SplitConfig {
+        SplitConfig {
+            validation: self.validation,
         }
     }
 }
