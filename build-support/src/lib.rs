@@ -1,11 +1,5 @@
 //! Build-script helper shared by every flowvae crate whose tests, examples or binaries link tch.
-//!
-//! Cargo overwrites `LD_LIBRARY_PATH` for `cargo run` and `cargo test`, so an exported library path
-//! cannot make the dynamic loader find libtorch (docs/TOOLCHAIN.md §3). Instead each such crate
-//! depends on `torch-sys` directly (which has `links = "tch"` and so exposes `DEP_TCH_LIBTORCH_LIB`
-//! to the crate's build script) and calls [`link_libtorch`] from its `build.rs`, which bakes the
-//! library folder into the executables as an RPATH. Link arguments do not propagate to dependent
-//! crates, hence one call per crate rather than one in a shared library crate.
+#![doc = include_str!("../README.md")]
 
 use std::path::PathBuf;
 
