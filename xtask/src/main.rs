@@ -183,7 +183,8 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
         .context("running scripts/slurm-start.sh")?;
     match slurm.status.code() {
         Some(0) => {
-            let args = [&["test", "-p", "xtask", "--test", "sweep_slurm"][..], extra];
+            // --workspace, as in the first pass: the same feature resolution, so nothing rebuilds.
+            let args = [&["test", "--workspace", "--test", "sweep_slurm"][..], extra];
             cargo(root, &[&args.concat()[..], &["--", "--ignored"]].concat())?;
         }
         // 77: Slurm is absent and cannot be installed here (not root, or no apt).
@@ -205,7 +206,7 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
     }
     if xtask::bench::torch_python_ready(layout).is_some() {
         let args = [
-            &["test", "-p", "vae-cli", "--test", "bench_reference"][..],
+            &["test", "--workspace", "--test", "bench_reference"][..],
             extra,
         ];
         cargo(root, &[&args.concat()[..], &["--", "--ignored"]].concat())?;
