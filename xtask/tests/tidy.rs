@@ -182,9 +182,9 @@ fn xtask_links_no_crate_that_links_libtorch() {
 
 #[test]
 fn no_source_is_shared_by_path() {
-    // `#[path]` compiles one crate's file into another; shared code goes into a crate instead
-    // (vae-io for file I/O). tests/ is exempt: its test files are separate crates of vae-cli
-    // that share `tests/common/` among themselves.
+    // A `path` attribute compiles one crate's file into another; shared code goes into a crate
+    // instead (vae-io for file I/O). tests/ is exempt: its test files are separate crates of
+    // vae-cli that share `tests/common/` among themselves.
     let needle = ["#[", "path"].concat();
     let mut offenders = Vec::new();
     for file in all_rust_files() {
