@@ -227,8 +227,7 @@ fn max_steps_then_resume_equals_an_uninterrupted_run() {
     };
     assert_eq!(results(&straight)["test"], results(&split)["test"]);
     // The resumed run's metrics.jsonl continues where it stopped: the same epochs with the same
-    // numbers as the uninterrupted run's. Only the times differ, and the mean gradient norm in
-    // the last digits (the resumed epoch's first step sums its squares in another order).
+    // numbers as the uninterrupted run's, the mean gradient norm included. Only the times differ.
     let untimed = |dir: &Path| -> Vec<EpochMetrics> {
         let metrics = RunDir::new(dir).read_metrics().unwrap();
         let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
@@ -242,18 +241,8 @@ fn max_steps_then_resume_equals_an_uninterrupted_run() {
             })
             .collect()
     };
-    let (mut a, mut b) = (untimed(&straight), untimed(&split));
+    let (a, b) = (untimed(&straight), untimed(&split));
     assert_eq!(a.len(), 2);
-    for (x, y) in a.iter_mut().zip(&mut b) {
-        let d = (x.grad_norm - y.grad_norm).abs();
-        assert!(
-            d <= 1e-5 * x.grad_norm,
-            "{} vs {}",
-            x.grad_norm,
-            y.grad_norm
-        );
-        y.grad_norm = x.grad_norm;
-    }
     assert_eq!(a, b);
     assert_eq!(b[1].global_step, 12);
 }

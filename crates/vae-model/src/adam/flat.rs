@@ -205,17 +205,21 @@ impl Adam {
         if let Some(g) = self.flat_grads() {
             return tch::no_grad(|| sq(g));
         }
+        // Before the flat buffer exists (a process's first step), the same reduction over the
+        // same values in the same order: the gradients concatenated as the buffer holds them.
+        // Summing per-variable norms instead rounds differently, and a resumed run's first
+        // epoch would report another mean gradient norm than the uninterrupted run's.
         tch::no_grad(|| {
             let parts: Vec<Tensor> = self
                 .params
                 .iter()
                 .map(|p| p.grad())
                 .filter(|g| g.defined())
-                .map(|g| sq(&g))
+                .map(|g| g.flatten(0, -1))
                 .collect();
             match parts.is_empty() {
                 true => Tensor::zeros([], (Kind::Double, self.device())),
-                false => Tensor::stack(&parts, 0).sum(Kind::Double),
+                false => sq(&Tensor::cat(&parts, 0)),
             }
         })
     }
