@@ -11,6 +11,7 @@ mod checks;
 pub mod error;
 pub mod importance;
 pub mod model;
+pub mod psis;
 mod rng;
 pub mod schedule;
 pub mod stats;
