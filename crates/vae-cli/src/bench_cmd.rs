@@ -222,6 +222,7 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
         max_rows: Some(max_rows),
         seed: 0,
         passes: IsPasses::Batched,
+        replicates: None,
     };
     // Warm-up at every shape of the timed run (allocator, kernels' first use, on a GPU lazy
     // module loading and cuBLAS heuristics, all paid per new shape), not at a smaller one.

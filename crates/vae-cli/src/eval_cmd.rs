@@ -88,6 +88,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     IsPassesArg::Batched => IsPasses::Batched,
                     IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
                 },
+                replicates: None,
             };
             let r = vae_eval::importance_sampling(
                 &model,

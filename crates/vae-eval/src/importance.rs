@@ -19,9 +19,11 @@ use tch::{Kind, Tensor};
 use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
 use crate::model::{AmortizedProposal, JointDensity};
+use crate::psis::pareto_khat;
 use crate::rng::{rng_guard, stream_seed, TAG_IS};
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
+    replicate_log_mean_exp_stderr,
 };
 
 /// Settings of [`importance_sampling`].
@@ -46,6 +48,13 @@ pub struct IsConfig {
     /// How samples are laid out in model calls. [`IsPasses::Batched`] unless you are measuring
     /// what batching buys.
     pub passes: IsPasses,
+    /// `R`, the groups of consecutive samples whose spread gives the replicate-based Monte Carlo
+    /// error [`IsResult::log_px_mc_se`] (each group holds `⌊k/R⌋` samples). `None` (the
+    /// default): `min(10, ⌊k/100⌋)`, so each group keeps at least 100 samples, and no replicate
+    /// error when that is below 2 (`k < 200`); see [`replicate_groups`](Self::replicate_groups).
+    /// Set, it must be between 2 and `k`. Left out of the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<usize>,
 }
 
 /// The layout of the `k × B` proposal samples in model calls.
@@ -87,6 +96,7 @@ impl Default for IsConfig {
             max_rows: None,
             seed: 0,
             passes: IsPasses::Batched,
+            replicates: None,
         }
     }
 }
@@ -120,7 +130,23 @@ impl IsConfig {
                 "at least 1, or None for the model's own figure",
             ));
         }
+        if let Some(r) = self.replicates {
+            if r < 2 || r > self.num_samples {
+                return Err(bad(
+                    "replicates",
+                    r,
+                    "between 2 and num_samples, or None for min(10, num_samples / 100)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The replicate groups `R` of [`IsResult::log_px_mc_se`]: `replicates` when set, else
+    /// `min(10, ⌊k/100⌋)`. Below 2 (`k < 200` by default) there is no replicate error.
+    pub fn replicate_groups(&self) -> usize {
+        self.replicates
+            .unwrap_or_else(|| (self.num_samples / 100).min(10))
     }
 
     /// The rows per model call for `model`: `max_rows` when set, else the most that keep one
@@ -173,9 +199,16 @@ pub struct IsResult {
     /// √B): the error bar for the data set's expected NLL. `None` for one example.
     pub nll_stderr: Option<f64>,
     /// Monte Carlo standard error of `nll` for these examples, `√(Σ_x se_x²) / B` from the
-    /// per-example [`log_px_stderr`](Self::log_px_stderr): the error bar of the estimator alone.
-    /// `None` for `k = 1`.
+    /// per-example delta-method [`log_px_stderr`](Self::log_px_stderr): the error bar of the
+    /// estimator alone. `None` for `k = 1`. Compare
+    /// [`nll_mc_stderr_replicates`](Self::nll_mc_stderr_replicates).
     pub nll_mc_stderr: Option<f64>,
+    /// The same Monte Carlo standard error of `nll` from the replicate-based per-example errors
+    /// [`log_px_mc_se`](Self::log_px_mc_se): `√(Σ_x se_x²) / B`. `None` when any of them is
+    /// (`k < 200` with the default replicates). Much larger than
+    /// [`nll_mc_stderr`](Self::nll_mc_stderr) means the delta method is fooled by heavy tails.
+    #[serde(default)]
+    pub nll_mc_stderr_replicates: Option<f64>,
     /// `−mean_x mean_j log w_j(x)`: the mean of the log-weights, an unbiased estimate of the
     /// negative ELBO, and always `≥ nll` (ORIGINAL §10.4).
     pub neg_elbo: f64,
@@ -188,8 +221,16 @@ pub struct IsResult {
     pub log_px: Vec<f64>,
     /// Delta-method Monte Carlo standard error of each `log p̂(x)`, `√((k/ESS − 1)/(k − 1))`
     /// ([`crate::stats::log_mean_exp_stderr`]); `None` for `k = 1`. Too small when the weights are
-    /// heavy-tailed: check [`ess`](Self::ess).
+    /// heavy-tailed: check [`ess`](Self::ess), [`khat`](Self::khat) and
+    /// [`log_px_mc_se`](Self::log_px_mc_se).
     pub log_px_stderr: Vec<Option<f64>>,
+    /// Replicate-based Monte Carlo standard error of each `log p̂(x)`: the `k` samples split into
+    /// `R` consecutive groups ([`IsConfig::replicate_groups`]; the last `k mod R` samples left
+    /// out of this error only), the standard deviation of the groups' estimates divided by
+    /// `√R` ([`crate::stats::replicate_log_mean_exp_stderr`]). No weight variance is estimated,
+    /// so it is less fooled by heavy tails than the delta method; `None` when `R < 2`.
+    #[serde(default)]
+    pub log_px_mc_se: Vec<Option<f64>>,
     /// Per-example ELBO estimate `mean_j log w_j(x)`.
     pub elbo: Vec<f64>,
     /// Per-example effective sample size `(Σ w)² / Σ w²`, in `[1, k]`.
@@ -198,6 +239,19 @@ pub struct IsResult {
     /// `k / 100`), a few weights dominate: the standard errors above are then unreliable (they
     /// are too small), and the estimate is likely far above the true NLL. Look at the IWAE curve.
     pub ess_min: f64,
+    /// Per-example PSIS k-hat of the `k` weights ([`crate::psis::pareto_khat`], as arviz's
+    /// `psislw` computes it): the generalized-Pareto shape of their upper tail. Below 0.5 the
+    /// weights have finite variance and both standard errors can be trusted; between 0.5 and
+    /// 0.7 the estimate converges slowly; above 0.7 it is unreliable (Vehtari et al., "Pareto
+    /// smoothed importance sampling"). `None` for `k ≤ 20` or a degenerate tail (equal weights).
+    #[serde(default)]
+    pub khat: Vec<Option<f64>>,
+    /// Examples whose [`khat`](Self::khat) is above 0.5 (`None` counts in neither).
+    #[serde(default)]
+    pub khat_above_0_5: usize,
+    /// Examples whose [`khat`](Self::khat) is above 0.7.
+    #[serde(default)]
+    pub khat_above_0_7: usize,
 }
 
 /// The sample counts of the IWAE curve: powers of ten below `k`, then `k`.
@@ -257,6 +311,9 @@ fn run<M: AmortizedProposal + ?Sized>(
     let mut log_px_stderr = Vec::with_capacity(b_total);
     let mut elbo = Vec::with_capacity(b_total);
     let mut ess = Vec::with_capacity(b_total);
+    let mut log_px_mc_se = Vec::with_capacity(b_total);
+    let mut khat = Vec::with_capacity(b_total);
+    let replicates = config.replicate_groups();
     let total = (k as u64) * (b_total as u64);
     let mut done = 0u64;
 
@@ -321,6 +378,8 @@ fn run<M: AmortizedProposal + ?Sized>(
                     log_px_stderr.push(log_mean_exp_stderr(&column));
                     elbo.push(column.iter().sum::<f64>() / k as f64);
                     ess.push(effective_sample_size(&column));
+                    log_px_mc_se.push(replicate_log_mean_exp_stderr(&column, replicates));
+                    khat.push(pareto_khat(&column));
                     for (i, &kk) in counts.iter().enumerate() {
                         iwae_log_px[i].push(log_mean_exp(&column[..kk]));
                     }
@@ -356,7 +415,19 @@ fn run<M: AmortizedProposal + ?Sized>(
         elbo,
         ess_min: ess.iter().copied().fold(f64::INFINITY, f64::min),
         ess,
+        nll_mc_stderr_replicates: combined_stderr(&log_px_mc_se),
+        log_px_mc_se,
+        khat_above_0_5: count_above(&khat, 0.5),
+        khat_above_0_7: count_above(&khat, 0.7),
+        khat,
     })
+}
+
+/// How many of `khat` are known and above `threshold`.
+fn count_above(khat: &[Option<f64>], threshold: f64) -> usize {
+    khat.iter()
+        .filter(|k| k.is_some_and(|k| k > threshold))
+        .count()
 }
 
 /// Log-weights computed but not yet read back from the device, per chunk of examples.
@@ -636,6 +707,7 @@ mod tests {
             max_rows: Some(10_000),
             seed: 4,
             passes: IsPasses::Batched,
+            replicates: None,
         };
         let b = importance_sampling(&model, &x, &batched, &mut |_, _| {}).unwrap();
         assert_eq!(
@@ -676,6 +748,7 @@ mod tests {
             max_rows: Some(80), // two examples per chunk: chunks of 2, 2, 2, 1
             seed: 4,
             passes: IsPasses::Batched,
+            replicates: None,
         };
         let mut calls = Vec::new();
         let each = tch::no_grad(|| super::run(&model, &x, &cfg, &mut |d, t| calls.push((d, t)), 1));
@@ -686,6 +759,123 @@ mod tests {
         assert_eq!(each.elbo, once.elbo);
         assert_eq!(each.ess, once.ess);
         assert_eq!(each.nll, once.nll);
+    }
+
+    /// The PSIS k-hat and the replicate errors per example, their summaries, and the number of
+    /// replicate groups by default and when set.
+    #[test]
+    fn khat_and_replicate_errors() {
+        let model = imperfect();
+        let (x, _) = crate::simulate(&model, 4, 3).unwrap();
+        let config = IsConfig {
+            num_samples: 1000,
+            seed: 2,
+            ..Default::default()
+        };
+        assert_eq!(config.replicate_groups(), 10);
+        let r = run(&model, &x, &config);
+        assert_eq!(r.khat.len(), 4);
+        assert_eq!(r.log_px_mc_se.len(), 4);
+        assert!(
+            r.khat.iter().all(|k| k.is_some_and(|k| k < 1.0)),
+            "{:?}",
+            r.khat
+        );
+        let count = |t: f64| r.khat.iter().filter(|k| k.unwrap() > t).count();
+        assert_eq!(r.khat_above_0_5, count(0.5));
+        assert_eq!(r.khat_above_0_7, count(0.7));
+        let ses: Vec<f64> = r.log_px_mc_se.iter().map(|s| s.unwrap()).collect();
+        let b = ses.len() as f64;
+        let combined = ses.iter().map(|s| s * s).sum::<f64>().sqrt() / b;
+        assert!((r.nll_mc_stderr_replicates.unwrap() - combined).abs() < 1e-15);
+        // Both errors estimate the same thing; with 10 groups the replicate one is itself
+        // uncertain by about 1/√(2·9) ≈ 24% per example, 12% over four.
+        let ratio = r.nll_mc_stderr_replicates.unwrap() / r.nll_mc_stderr.unwrap();
+        println!(
+            "k-hat {:?}, replicate / delta-method error {ratio:.3}",
+            r.khat
+        );
+        assert!((0.5..2.0).contains(&ratio), "replicate / delta = {ratio}");
+        // The existing fields do not depend on the replicates.
+        let two = run(
+            &model,
+            &x,
+            &IsConfig {
+                replicates: Some(2),
+                ..config.clone()
+            },
+        );
+        assert_eq!(two.log_px, r.log_px);
+        assert_eq!(two.log_px_stderr, r.log_px_stderr);
+        assert_eq!(two.khat, r.khat);
+        assert_ne!(two.log_px_mc_se, r.log_px_mc_se);
+        // k < 200: no replicate error by default; k ≤ 20: no k-hat.
+        let small = IsConfig {
+            num_samples: 150,
+            ..config.clone()
+        };
+        assert_eq!(small.replicate_groups(), 1);
+        let s = run(&model, &x, &small);
+        assert_eq!(s.log_px_mc_se, vec![None; 4]);
+        assert_eq!(s.nll_mc_stderr_replicates, None);
+        assert!(s.khat.iter().all(Option::is_some));
+        let tiny = run(
+            &model,
+            &x,
+            &IsConfig {
+                num_samples: 20,
+                ..config.clone()
+            },
+        );
+        assert_eq!(tiny.khat, vec![None; 4]);
+        assert_eq!((tiny.khat_above_0_5, tiny.khat_above_0_7), (0, 0));
+        for bad_r in [0, 1, 1001] {
+            let err = IsConfig {
+                replicates: Some(bad_r),
+                ..config.clone()
+            }
+            .validate();
+            assert!(
+                matches!(
+                    err,
+                    Err(Error::BadConfig {
+                        field: "replicates",
+                        ..
+                    })
+                ),
+                "{bad_r}: {err:?}"
+            );
+        }
+    }
+
+    /// A result written before the k-hat and replicate fields existed still reads, with them
+    /// empty; a config without `replicates` is written as before.
+    #[test]
+    fn older_results_read_back() {
+        let model = imperfect();
+        let (x, _) = crate::simulate(&model, 2, 3).unwrap();
+        let r = run(&model, &x, &IsConfig::default());
+        let mut json = serde_json::to_value(&r).unwrap();
+        let object = json.as_object_mut().unwrap();
+        assert!(!object["config"]
+            .as_object()
+            .unwrap()
+            .contains_key("replicates"));
+        for key in [
+            "khat",
+            "khat_above_0_5",
+            "khat_above_0_7",
+            "log_px_mc_se",
+            "nll_mc_stderr_replicates",
+        ] {
+            assert!(object.remove(key).is_some(), "{key}");
+        }
+        let old: IsResult = serde_json::from_value(json).unwrap();
+        assert_eq!(old.log_px, r.log_px);
+        assert!(old.khat.is_empty() && old.log_px_mc_se.is_empty());
+        assert_eq!(old.nll_mc_stderr_replicates, None);
+        let c: IsConfig = serde_json::from_str(r#"{"replicates": 4}"#).unwrap();
+        assert_eq!(c.replicates, Some(4));
     }
 
     #[test]
