@@ -254,6 +254,68 @@ pub struct IsResult {
     pub khat_above_0_7: usize,
 }
 
+/// k-hat above which an example's IS estimate is flagged: Vehtari et al. find importance
+/// sampling unreliable beyond 0.7, whatever the number of samples.
+pub const KHAT_FLAG: f64 = 0.7;
+
+/// Why an example's IS estimate should not be trusted ([`IsResult::flags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsFlag {
+    /// Its PSIS k-hat is above [`KHAT_FLAG`]: the weights' tail is too heavy.
+    Khat,
+    /// Its effective sample size is below [`IsResult::ess_flag_threshold`].
+    Ess,
+}
+
+impl IsFlag {
+    /// The flag's name in reports: `khat` or `ess`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IsFlag::Khat => "khat",
+            IsFlag::Ess => "ess",
+        }
+    }
+}
+
+impl IsResult {
+    /// The ESS under which an example is flagged: a tenth of `k`, at most 100 (PSIS's rule of
+    /// thumb for a usable Monte Carlo error is an ESS above 100).
+    pub fn ess_flag_threshold(&self) -> f64 {
+        (self.config.num_samples as f64 / 10.0).min(100.0)
+    }
+
+    /// The reasons to distrust example `i`'s estimate; empty when there are none. IS cannot see
+    /// a posterior region its proposal never visits, so an unflagged example can still be off:
+    /// AIS from the prior is the independent check.
+    pub fn flags(&self, i: usize) -> Vec<IsFlag> {
+        let mut out = Vec::new();
+        if self
+            .khat
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|k| k > KHAT_FLAG)
+        {
+            out.push(IsFlag::Khat);
+        }
+        if self
+            .ess
+            .get(i)
+            .is_some_and(|&e| e < self.ess_flag_threshold())
+        {
+            out.push(IsFlag::Ess);
+        }
+        out
+    }
+
+    /// How many examples have at least one [flag](Self::flags).
+    pub fn flagged(&self) -> usize {
+        (0..self.num_examples)
+            .filter(|&i| !self.flags(i).is_empty())
+            .count()
+    }
+}
+
 /// The sample counts of the IWAE curve: powers of ten below `k`, then `k`.
 pub fn iwae_sample_counts(k: usize) -> Vec<usize> {
     let mut ks = Vec::new();

@@ -23,8 +23,8 @@ pub use ais::{
 pub use bdmc::{bdmc, bdmc_from_prior, simulate, BdmcResult};
 pub use error::{Error, Result};
 pub use importance::{
-    importance_sampling, iwae_sample_counts, rows_within_budget, IsConfig, IsPasses, IsResult,
-    IwaePoint, IS_ACTIVATION_BUDGET, IS_MAX_ROWS_CAP, IS_ROWS_UNKNOWN_MODEL,
+    importance_sampling, iwae_sample_counts, rows_within_budget, IsConfig, IsFlag, IsPasses,
+    IsResult, IwaePoint, IS_ACTIVATION_BUDGET, IS_MAX_ROWS_CAP, IS_ROWS_UNKNOWN_MODEL, KHAT_FLAG,
 };
 pub use model::{AmortizedProposal, DataSimulator, JointDensity, LatentModel};
 pub use rng::rng_guard;

@@ -587,3 +587,72 @@ fn the_prior_start_needs_only_the_density() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// The replicate-based error covers the actual error at its nominal rate where the proposal is
+/// good: with R = 10 groups, error / se is close to Student's t with 9 degrees of freedom, so
+/// |error| < 2 se for a fraction P(|t_9| < 2) = 0.923 of independent images; over 200 images the
+/// binomial sd of that fraction is 0.019, and the band [0.86, 0.98] is about ±3 of them.
+#[test]
+fn replicate_errors_cover_the_actual_error() {
+    setup();
+    let model = model(SHIFTED);
+    let (x, _) = simulate(&model, 200, 5).unwrap();
+    let exact = model.log_px(&x);
+    let config = IsConfig {
+        num_samples: 1000,
+        seed: 6,
+        ..IsConfig::default()
+    };
+    let r = importance_sampling(&model, &x, &config, &mut no_progress()).unwrap();
+    let covered = (0..200)
+        .filter(|&i| (r.log_px[i] - exact[i]).abs() < 2.0 * r.log_px_mc_se[i].unwrap())
+        .count() as f64
+        / 200.0;
+    eprintln!("replicate 2-se coverage over 200 images: {covered}");
+    assert!((0.86..=0.98).contains(&covered), "coverage {covered}");
+    // A well-matched proposal: no image is flagged.
+    assert_eq!(r.flagged(), 0, "khat {:?}", r.khat);
+}
+
+/// A proposal far too narrow and off centre makes IS fail on some images for certain; each image
+/// whose estimate is off by more than a nat is flagged (k-hat or ESS), and the test checks that
+/// such images exist, so that it can fail.
+#[test]
+fn a_misplaced_proposal_is_flagged_where_is_fails() {
+    setup();
+    let misplaced = Proposal {
+        mean_shift: 0.6,
+        scale: 0.5,
+        full_covariance: false,
+    };
+    let model = model(misplaced);
+    let (x, _) = simulate(&model, 40, 8).unwrap();
+    let exact = model.log_px(&x);
+    let config = IsConfig {
+        num_samples: 1000,
+        seed: 9,
+        ..IsConfig::default()
+    };
+    let r = importance_sampling(&model, &x, &config, &mut no_progress()).unwrap();
+    let off: Vec<usize> = (0..40)
+        .filter(|&i| (r.log_px[i] - exact[i]).abs() > 1.0)
+        .collect();
+    eprintln!(
+        "{} of 40 images off by more than 1 nat; {} flagged",
+        off.len(),
+        r.flagged()
+    );
+    assert!(
+        !off.is_empty(),
+        "the proposal should make IS fail somewhere"
+    );
+    for &i in &off {
+        assert!(
+            !r.flags(i).is_empty(),
+            "image {i}: off by {:.2} nats, k-hat {:?}, ESS {:.1}, not flagged",
+            exact[i] - r.log_px[i],
+            r.khat[i],
+            r.ess[i]
+        );
+    }
+}
