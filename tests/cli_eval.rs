@@ -70,7 +70,10 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     assert!(curve[0].1 > nll, "{curve:?}");
     let csv = std::fs::read_to_string(dir.path().join("evals/is.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "index,log_px,log_px_stderr,elbo,ess");
+    assert_eq!(
+        lines[0],
+        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag"
+    );
     assert_eq!(lines.len(), 31);
     let mean_log_px: f64 = lines[1..]
         .iter()
@@ -92,6 +95,24 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     assert_eq!(serde_json::to_value(&typed).unwrap(), s);
     let rows = read_csv::<IsRow>(&is.with_extension("csv")).unwrap();
     assert_eq!(rows.len(), 30);
+    // k = 200: a PSIS k-hat for every image and two replicate groups of 100 for its error; the
+    // summary counts what the CSV shows.
+    assert!(rows
+        .iter()
+        .all(|r| r.khat.is_some() && r.log_px_mc_se.is_some()));
+    let above = |t: f64| rows.iter().filter(|r| r.khat.unwrap() > t).count();
+    assert_eq!(
+        (e.khat_above_0_5, e.khat_above_0_7),
+        (above(0.5), above(0.7))
+    );
+    assert_eq!(
+        e.flagged,
+        rows.iter().filter(|r| !r.flag.is_empty()).count()
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.flag.contains("khat") == (r.khat.unwrap() > 0.7)));
+    assert!(e.mc_stderr_replicates.is_some_and(|v| v > 0.0));
     assert!(rows.iter().enumerate().all(|(i, r)| r.index == i
         && r.log_px_stderr.is_some()
         && r.ess >= 1.0 - 1e-9

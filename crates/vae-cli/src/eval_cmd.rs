@@ -103,12 +103,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     log_px_stderr: r.log_px_stderr[i],
                     elbo: r.elbo[i],
                     ess: r.ess[i],
+                    khat: r.khat[i],
+                    log_px_mc_se: r.log_px_mc_se[i],
+                    flag: r
+                        .flags(i)
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(";"),
                 })
                 .collect();
             let estimate = Estimate::Is(IsEstimate {
                 estimate_nll: r.nll,
                 stderr: r.nll_stderr,
                 mc_stderr: r.nll_mc_stderr,
+                mc_stderr_replicates: r.nll_mc_stderr_replicates,
+                khat_above_0_5: r.khat_above_0_5,
+                khat_above_0_7: r.khat_above_0_7,
+                flagged: r.flagged(),
                 neg_elbo: r.neg_elbo,
                 neg_elbo_stderr: r.neg_elbo_stderr,
                 iwae_curve: r
@@ -230,6 +242,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
             summary.nll_stderr().unwrap_or(f64::NAN),
             summary.ms_per_image,
         ),
+    }
+    if let Estimate::Is(e) = &summary.estimate {
+        let mc = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "Monte Carlo error of the mean: {} (replicates), {} (delta method); PSIS k-hat above \
+             0.7 on {} images, above 0.5 on {}; {} of {n} images flagged (k-hat > 0.7 or a small \
+             ESS: the CSV's flag column)",
+            mc(e.mc_stderr_replicates),
+            mc(e.mc_stderr),
+            e.khat_above_0_7,
+            e.khat_above_0_5,
+            e.flagged,
+        );
     }
     match plot {
         Some(_) => println!(

@@ -60,6 +60,10 @@ fn is_summary() -> EvalSummary {
             estimate_nll: 98.60035280280047,
             stderr: None,
             mc_stderr: Some(0.31147909098353005),
+            mc_stderr_replicates: None,
+            khat_above_0_5: 0,
+            khat_above_0_7: 0,
+            flagged: 0,
             neg_elbo: 98.79234161376954,
             neg_elbo_stderr: None,
             iwae_curve: vec![
@@ -228,7 +232,9 @@ fn eval_summaries_round_trip_as_one_flat_object() {
 
 #[test]
 fn an_is_summary_has_the_bytes_vae_wrote_before() {
-    // The file `vae eval --k 5 --n 1` wrote with `serde_json::json!`, before the type existed.
+    // The file `vae eval --k 5 --n 1` wrote with `serde_json::json!`, before the type existed
+    // and before the PSIS and replicate keys: it still reads, and written back it has the same
+    // bytes once those four keys are taken out.
     let before = r#"{
   "checkpoint": "best",
   "estimate_nll": 98.60035280280047,
@@ -267,11 +273,22 @@ fn an_is_summary_has_the_bytes_vae_wrote_before() {
     let s = EvalSummary::read(&p).unwrap();
     assert_eq!(s, is_summary());
     s.write(&p).unwrap();
-    assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+    let written = std::fs::read_to_string(&p).unwrap();
+    let new_keys = [
+        "  \"flagged\": 0,\n",
+        "  \"khat_above_0_5\": 0,\n",
+        "  \"khat_above_0_7\": 0,\n",
+        "  \"mc_stderr_replicates\": null,\n",
+    ];
+    for k in new_keys {
+        assert!(written.contains(k), "{k} in {written}");
+    }
+    let without = new_keys.iter().fold(written, |w, k| w.replace(k, ""));
+    assert_eq!(without, before);
 }
 
 #[test]
-fn csv_rows_round_trip_with_the_columns_of_before() {
+fn csv_rows_round_trip_with_the_columns_of_before_then_the_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("is.csv");
     let is = vec![
@@ -281,6 +298,9 @@ fn csv_rows_round_trip_with_the_columns_of_before() {
             log_px_stderr: Some(0.2183440332991098),
             elbo: -98.09222426891327,
             ess: 14.987867050392602,
+            khat: Some(0.41),
+            log_px_mc_se: Some(0.25),
+            flag: String::new(),
         },
         IsRow {
             index: 1,
@@ -288,14 +308,17 @@ fn csv_rows_round_trip_with_the_columns_of_before() {
             log_px_stderr: None,
             elbo: -195.0,
             ess: 1.0,
+            khat: None,
+            log_px_mc_se: None,
+            flag: "khat;ess".into(),
         },
     ];
     write_csv(&p, &is).unwrap();
     assert_eq!(
         std::fs::read_to_string(&p).unwrap(),
-        "index,log_px,log_px_stderr,elbo,ess\n\
-         0,-97.17213116621068,0.2183440332991098,-98.09222426891327,14.987867050392602\n\
-         1,-193.5,,-195,1\n"
+        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag\n\
+         0,-97.17213116621068,0.2183440332991098,-98.09222426891327,14.987867050392602,0.41,0.25,\n\
+         1,-193.5,,-195,1,,,khat;ess\n"
     );
     assert_eq!(read_csv::<IsRow>(&p).unwrap(), is);
 
@@ -452,7 +475,7 @@ fn malformed_files_name_the_file_and_the_key() {
     let p = dir.path().join("eval-is-test.csv");
     let (_, m) = message(
         &p,
-        "index,log_px,log_px_stderr,elbo,ess\n0,-1,,-2,3\n1,-1,0.5,x,3\n",
+        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag\n0,-1,,-2,3,,,\n1,-1,0.5,x,3,,,\n",
         read_csv::<IsRow>,
     );
     assert!(
@@ -462,8 +485,16 @@ fn malformed_files_name_the_file_and_the_key() {
         )),
         "{m}"
     );
-    let (_, m) = message(&p, "index,log_px,log_px_stderr,elbo,ess\n0,-1,,-2\n", |p| {
-        read_csv::<IsRow>(p)
-    });
-    assert!(m.contains(":2: column `ess`: 4 cells, expected 5"), "{m}");
+    let header = "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag\n";
+    let (_, m) = message(&p, &format!("{header}0,-1,,-2\n"), read_csv::<IsRow>);
+    assert!(m.contains(":2: column `ess`: 4 cells, expected 8"), "{m}");
+    let (_, m) = message(
+        &p,
+        &format!("{header}0,-1,,-2,3,,,often\n"),
+        read_csv::<IsRow>,
+    );
+    assert!(
+        m.contains(":2: column `flag`: `often` is not a list of khat, ess, ais"),
+        "{m}"
+    );
 }

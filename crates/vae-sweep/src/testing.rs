@@ -60,6 +60,10 @@ pub fn eval_is(nll: f64, stderr: f64, images: usize, wall_seconds: f64) -> EvalS
             estimate_nll: nll,
             stderr: Some(stderr),
             mc_stderr: Some(0.01),
+            mc_stderr_replicates: None,
+            khat_above_0_5: 0,
+            khat_above_0_7: 0,
+            flagged: 0,
             neg_elbo: nll + 3.0,
             neg_elbo_stderr: Some(stderr),
             iwae_curve: vec![IwaePoint {

@@ -2,7 +2,8 @@
 //! writer and one reader.
 //!
 //! The format is plain: a header line, then one line per image, cells separated by commas
-//! with no quoting (every cell is a number), each ending in a newline. Numbers are Rust's
+//! with no quoting (every cell is a number, except IS's `flag`: reasons joined by `;`, none of
+//! them with a comma), each ending in a newline. Numbers are Rust's
 //! shortest round-trip form (`1`, `-97.17213116621068`, `NaN`, `inf`); an absent value (a
 //! standard error of one sample) is an empty cell.
 
@@ -25,7 +26,7 @@ pub trait CsvRow: Sized {
 }
 
 /// One image of an importance-sampling evaluation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IsRow {
     /// The image's index in the evaluated split.
     pub index: usize,
@@ -37,6 +38,13 @@ pub struct IsRow {
     pub elbo: f64,
     /// The effective sample size of the importance weights.
     pub ess: f64,
+    /// The PSIS k-hat of the weights (`None` when too few samples fit a tail).
+    pub khat: Option<f64>,
+    /// The replicate-based Monte Carlo error of `log_px` (spread of independent groups of
+    /// samples; `None` for fewer than 200 samples).
+    pub log_px_mc_se: Option<f64>,
+    /// Why the estimate should not be trusted: `khat`, `ess`, joined by `;`; empty when fine.
+    pub flag: String,
 }
 
 /// One image of an AIS evaluation.
@@ -91,7 +99,16 @@ fn opt_cell(x: Option<f64>) -> String {
 }
 
 impl CsvRow for IsRow {
-    const COLUMNS: &'static [&'static str] = &["index", "log_px", "log_px_stderr", "elbo", "ess"];
+    const COLUMNS: &'static [&'static str] = &[
+        "index",
+        "log_px",
+        "log_px_stderr",
+        "elbo",
+        "ess",
+        "khat",
+        "log_px_mc_se",
+        "flag",
+    ];
 
     fn cells(&self) -> Vec<String> {
         vec![
@@ -100,16 +117,29 @@ impl CsvRow for IsRow {
             opt_cell(self.log_px_stderr),
             self.elbo.to_string(),
             self.ess.to_string(),
+            opt_cell(self.khat),
+            opt_cell(self.log_px_mc_se),
+            self.flag.clone(),
         ]
     }
 
     fn from_cells(c: &[&str]) -> std::result::Result<Self, (usize, String)> {
+        let flag = c[7];
+        if !flag
+            .split(';')
+            .all(|f| ["", "khat", "ess", "ais"].contains(&f))
+        {
+            return Err((7, format!("`{flag}` is not a list of khat, ess, ais")));
+        }
         Ok(IsRow {
             index: index(c)?,
             log_px: num(c, 1)?,
             log_px_stderr: opt_num(c, 2)?,
             elbo: num(c, 3)?,
             ess: num(c, 4)?,
+            khat: opt_num(c, 5)?,
+            log_px_mc_se: opt_num(c, 6)?,
+            flag: flag.to_string(),
         })
     }
 }

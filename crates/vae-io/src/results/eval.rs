@@ -57,8 +57,21 @@ pub struct IsEstimate {
     pub estimate_nll: f64,
     /// Its standard error over the images (`None` for one image).
     pub stderr: Option<f64>,
-    /// The Monte Carlo standard error of the mean from the importance weights.
+    /// The Monte Carlo standard error of the mean from the importance weights (delta method).
     pub mc_stderr: Option<f64>,
+    /// The Monte Carlo standard error of the mean from the spread of independent groups of
+    /// samples (replicates), which holds where the delta method understates the error.
+    #[serde(default)]
+    pub mc_stderr_replicates: Option<f64>,
+    /// Images whose PSIS k-hat is above 0.5 (slow convergence).
+    #[serde(default)]
+    pub khat_above_0_5: usize,
+    /// Images whose PSIS k-hat is above 0.7 (unreliable).
+    #[serde(default)]
+    pub khat_above_0_7: usize,
+    /// Images with a flag in the CSV (k-hat above 0.7 or a small ESS).
+    #[serde(default)]
+    pub flagged: usize,
     /// Mean -ELBO of the same samples, nats.
     #[serde(deserialize_with = "nan_if_null")]
     pub neg_elbo: f64,
