@@ -121,6 +121,23 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(&png[16..24], [0, 0, 2, 208, 0, 0, 1, 204], "720 x 460");
 
+    // --check-with-ais: a short AIS from the prior beside IS; the images where IS falls below it
+    // carry the `ais` flag, and the summary counts them.
+    let checked = dir.path().join("evals/checked.json");
+    eval_ok(dir.path(), &run, &checked, "--k 200 --n 5 --check-with-ais");
+    let typed = EvalSummary::read(&checked).unwrap();
+    let Estimate::Is(c) = &typed.estimate else {
+        panic!("{typed:?}")
+    };
+    let check = c.ais_check.as_ref().expect("the AIS check ran");
+    assert_eq!((check.steps, check.chains), (300, 4));
+    assert!(check.estimate_nll.is_finite());
+    let rows = read_csv::<IsRow>(&checked.with_extension("csv")).unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r.flag.contains("ais")).count(),
+        check.below
+    );
+
     // The original's structure: one sample of 7 images per pass, the encoder re-run each pass.
     // Same noise, so the same estimate up to float reduction order.
     let one = dir.path().join("evals/one.json");
@@ -281,4 +298,8 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         "possible values: global, per-example",
     );
     bad("--method ais --chains 4 --max-rows 2", "max_rows");
+    bad(
+        "--method ais --check-with-ais",
+        "--check-with-ais checks importance sampling",
+    );
 }

@@ -123,6 +123,10 @@ pub struct EvalArgs {
     /// architecture, at most 20000; AIS/BDMC: 3200]
     #[arg(long)]
     pub max_rows: Option<usize>,
+    /// IS: also run a short AIS from the prior (300 steps, 4 chains) on every image and flag
+    /// (`ais`) those where IS falls below it by more than twice their combined error
+    #[arg(long)]
+    pub check_with_ais: bool,
     /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
     /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200)
     #[arg(long, value_enum, default_value = "batched")]

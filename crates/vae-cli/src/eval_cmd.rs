@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
 use vae_io::results::{
-    write_csv, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate, EvalSummary,
-    IsEstimate, IsRow, IwaePoint, BDMC_SIMULATED_DATA,
+    write_csv, AisCheck, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate,
+    EvalSummary, IsEstimate, IsRow, IwaePoint, BDMC_SIMULATED_DATA,
 };
 use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
@@ -17,11 +17,21 @@ use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
 use crate::train_cmd::{device, load_dataset, set_threads};
 
+/// `--check-with-ais`: annealing steps and chains of the short AIS from the prior.
+const AIS_CHECK_STEPS: usize = 300;
+const AIS_CHECK_CHAINS: usize = 4;
+
 /// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(args.run.clone());
     let cfg = RunConfig::load(&run.config(), &[])
         .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
+    if args.check_with_ais && args.method != EvalMethod::Is {
+        bail!(
+            "--check-with-ais checks importance sampling; it does nothing with --method {}",
+            format!("{:?}", args.method).to_lowercase()
+        );
+    }
     let device = device(&args.device)?;
     set_threads(args.threads)?;
     let ck = run.checkpoint(&args.checkpoint);
@@ -90,12 +100,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 },
                 replicates: None,
             };
-            let r = vae_eval::importance_sampling(
-                &model,
-                &split.to_tensor(n, device),
-                &config,
-                &mut progress,
-            )?;
+            let x = split.to_tensor(n, device);
+            let r = vae_eval::importance_sampling(&model, &x, &config, &mut progress)?;
+            // An independent lower bound per image: IS far below it missed posterior mass that
+            // its weights cannot show.
+            let check = if args.check_with_ais {
+                bar.set_message(format!("AIS check on {n} images"));
+                let ais_config = AisConfig {
+                    num_chains: AIS_CHECK_CHAINS,
+                    anneal_steps: AIS_CHECK_STEPS,
+                    start: AisStart::Prior,
+                    seed: args.seed,
+                    ..Default::default()
+                };
+                let a = vae_eval::ais(&model, &x, &ais_config, &mut progress)?;
+                Some((r.below_ais(&a)?, a.nll))
+            } else {
+                None
+            };
+            let below = |i: usize| check.as_ref().is_some_and(|(b, _)| b.contains(&i));
             let rows = (0..r.num_examples)
                 .map(|i| IsRow {
                     index: i,
@@ -109,6 +132,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                         .flags(i)
                         .iter()
                         .map(|f| f.name())
+                        .chain(below(i).then_some("ais"))
                         .collect::<Vec<_>>()
                         .join(";"),
                 })
@@ -120,7 +144,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 mc_stderr_replicates: r.nll_mc_stderr_replicates,
                 khat_above_0_5: r.khat_above_0_5,
                 khat_above_0_7: r.khat_above_0_7,
-                flagged: r.flagged(),
+                flagged: (0..r.num_examples)
+                    .filter(|&i| !r.flags(i).is_empty() || below(i))
+                    .count(),
+                ais_check: check.as_ref().map(|(b, nll)| AisCheck {
+                    steps: AIS_CHECK_STEPS,
+                    chains: AIS_CHECK_CHAINS,
+                    estimate_nll: *nll,
+                    below: b.len(),
+                }),
                 neg_elbo: r.neg_elbo,
                 neg_elbo_stderr: r.neg_elbo_stderr,
                 iwae_curve: r
@@ -247,13 +279,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let mc = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
         println!(
             "Monte Carlo error of the mean: {} (replicates), {} (delta method); PSIS k-hat above \
-             0.7 on {} images, above 0.5 on {}; {} of {n} images flagged (k-hat > 0.7 or a small \
-             ESS: the CSV's flag column)",
+             0.7 on {} images, above 0.5 on {}; {} of {n} images flagged (k-hat > 0.7, a small \
+             ESS{}: the CSV's flag column)",
             mc(e.mc_stderr_replicates),
             mc(e.mc_stderr),
             e.khat_above_0_7,
             e.khat_above_0_5,
             e.flagged,
+            match &e.ais_check {
+                Some(c) => format!(
+                    ", or IS below a {}-step AIS from the prior, on {} images (AIS NLL {:.3})",
+                    c.steps, c.below, c.estimate_nll
+                ),
+                None => String::new(),
+            },
         );
     }
     match plot {

@@ -308,6 +308,33 @@ impl IsResult {
         out
     }
 
+    /// The examples whose IS estimate lies below an independent forward AIS estimate on the
+    /// same examples (`ais`, e.g. a short run from the prior) by more than twice their combined
+    /// standard error. Both are stochastic lower bounds of `log p(x)`, so IS far below AIS means
+    /// the proposal missed posterior mass that the weights alone cannot reveal. An example
+    /// without a standard error on either side is compared with a margin of 0.
+    ///
+    /// Errors: `ais` covers another number of examples, or is a reverse run.
+    pub fn below_ais(&self, ais: &crate::AisResult) -> Result<Vec<usize>> {
+        if ais.num_examples != self.num_examples || ais.direction != crate::Direction::Forward {
+            return Err(Error::Unsupported(format!(
+                "the AIS check needs a forward AIS run on the same {} examples, got a {:?} run \
+                 on {}",
+                self.num_examples, ais.direction, ais.num_examples
+            )));
+        }
+        Ok((0..self.num_examples)
+            .filter(|&i| {
+                let se2 = self.log_px_mc_se[i]
+                    .or(self.log_px_stderr[i])
+                    .unwrap_or(0.0)
+                    .powi(2)
+                    + ais.log_px_stderr[i].unwrap_or(0.0).powi(2);
+                ais.log_px[i] - self.log_px[i] > 2.0 * se2.sqrt()
+            })
+            .collect())
+    }
+
     /// How many examples have at least one [flag](Self::flags).
     pub fn flagged(&self) -> usize {
         (0..self.num_examples)

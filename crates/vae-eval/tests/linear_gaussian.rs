@@ -612,6 +612,24 @@ fn replicate_errors_cover_the_actual_error() {
     assert!((0.86..=0.98).contains(&covered), "coverage {covered}");
     // A well-matched proposal: no image is flagged.
     assert_eq!(r.flagged(), 0, "khat {:?}", r.khat);
+    // Nor does a short AIS from the prior find many images where IS falls below it by more than
+    // 2 combined standard errors: about 2.3 % would by chance if both were unbiased (AIS, a
+    // lower bound biased down, makes it rarer); 12 of 200 is 3.5 binomial sd above 2.3 %.
+    let below = r.below_ais(&short_ais(&model, &x)).unwrap();
+    eprintln!("IS below AIS on {} of 200 images", below.len());
+    assert!(below.len() <= 12, "{below:?}");
+}
+
+/// A short AIS from the prior: 8 chains, 300 steps, the tests' HMC settings.
+fn short_ais(model: &LinearGaussian, x: &Tensor) -> AisResult {
+    let config = AisConfig {
+        num_chains: 8,
+        anneal_steps: 300,
+        hmc: hmc(),
+        seed: 4,
+        ..AisConfig::default()
+    };
+    ais_from_prior(model, x, &config, &mut no_progress()).unwrap()
 }
 
 /// A proposal far too narrow and off centre makes IS fail on some images for certain; each image
@@ -645,6 +663,25 @@ fn a_misplaced_proposal_is_flagged_where_is_fails() {
     assert!(
         !off.is_empty(),
         "the proposal should make IS fail somewhere"
+    );
+    // The AIS check finds those where IS fell short by more than a nat (missed posterior mass),
+    // without looking at the weights; IS far above the truth (a rare huge weight) is k-hat's.
+    let below = r.below_ais(&short_ais(&model, &x)).unwrap();
+    let short: Vec<usize> = off
+        .iter()
+        .copied()
+        .filter(|&i| exact[i] - r.log_px[i] > 1.0)
+        .collect();
+    eprintln!(
+        "IS below AIS on {} of 40 images; {} images short by more than a nat",
+        below.len(),
+        short.len()
+    );
+    assert!(!short.is_empty());
+    let missed: Vec<_> = short.iter().filter(|i| !below.contains(i)).collect();
+    assert!(
+        missed.is_empty(),
+        "short by > 1 nat but not below AIS: {missed:?}"
     );
     for &i in &off {
         assert!(

@@ -64,6 +64,7 @@ fn is_summary() -> EvalSummary {
             khat_above_0_5: 0,
             khat_above_0_7: 0,
             flagged: 0,
+            ais_check: None,
             neg_elbo: 98.79234161376954,
             neg_elbo_stderr: None,
             iwae_curve: vec![

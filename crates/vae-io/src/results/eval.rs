@@ -69,9 +69,12 @@ pub struct IsEstimate {
     /// Images whose PSIS k-hat is above 0.7 (unreliable).
     #[serde(default)]
     pub khat_above_0_7: usize,
-    /// Images with a flag in the CSV (k-hat above 0.7 or a small ESS).
+    /// Images with a flag in the CSV (k-hat above 0.7, a small ESS, or below the AIS check).
     #[serde(default)]
     pub flagged: usize,
+    /// The AIS check (`--check-with-ais`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ais_check: Option<AisCheck>,
     /// Mean -ELBO of the same samples, nats.
     #[serde(deserialize_with = "nan_if_null")]
     pub neg_elbo: f64,
@@ -81,6 +84,21 @@ pub struct IsEstimate {
     pub iwae_curve: Vec<IwaePoint>,
     /// vae-eval's `IsConfig`, as run.
     pub settings: Value,
+}
+
+/// A short forward AIS from the prior run beside IS, as an independent lower bound per image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AisCheck {
+    /// Annealing steps.
+    pub steps: usize,
+    /// Chains per image.
+    pub chains: usize,
+    /// Its mean `-log p̂(x)`, nats.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub estimate_nll: f64,
+    /// Images where IS fell below it by more than twice their combined standard error.
+    pub below: usize,
 }
 
 /// The keys of an AIS summary (`"method": "ais"`).

@@ -23,7 +23,7 @@ mod train;
 
 pub use csv::{read_csv, write_csv, AisRow, BdmcRow, CsvRow, IsRow};
 pub use eval::{
-    AisEstimate, AisTrace, BdmcEstimate, Estimate, EvalSummary, IsEstimate, IwaePoint,
+    AisCheck, AisEstimate, AisTrace, BdmcEstimate, Estimate, EvalSummary, IsEstimate, IwaePoint,
     BDMC_SIMULATED_DATA,
 };
 pub use metrics::{EpochMetrics, Progress};
