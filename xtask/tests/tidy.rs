@@ -8,7 +8,9 @@ fn root() -> PathBuf {
     xtask::project_root()
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Files below `dir` whose names end with one of `extensions`, outside build outputs, fuzz
+/// corpora and run folders.
+fn files_with(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -19,9 +21,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             if !["target", ".git", ".libtorch", "corpus", "artifacts", "runs"]
                 .contains(&name.as_str())
             {
-                rust_files(&p, out);
+                files_with(&p, extensions, out);
             }
-        } else if name.ends_with(".rs") {
+        } else if extensions.iter().any(|ext| name.ends_with(ext)) {
             out.push(p);
         }
     }
@@ -37,7 +39,7 @@ fn all_rust_files() -> Vec<PathBuf> {
         "fuzz",
         "benches",
     ] {
-        rust_files(&root().join(dir), &mut files);
+        files_with(&root().join(dir), &[".rs"], &mut files);
     }
     files
 }
@@ -214,28 +216,9 @@ fn no_source_is_shared_by_path() {
 /// Text files of the repository that a reader follows references from (sources, manifests,
 /// scripts, docs), outside build outputs and fuzz corpora.
 fn text_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                let skip = ["target", ".git", ".libtorch", "corpus", "artifacts", "runs"];
-                if !skip.contains(&name.as_str()) {
-                    walk(&p, out);
-                }
-            } else if [".rs", ".md", ".toml", ".py", ".sh", ".json", ".yml"]
-                .iter()
-                .any(|ext| name.ends_with(ext))
-            {
-                out.push(p);
-            }
-        }
-    }
     let mut files = Vec::new();
-    walk(&root(), &mut files);
+    let extensions = [".rs", ".md", ".toml", ".py", ".sh", ".json", ".yml"];
+    files_with(&root(), &extensions, &mut files);
     files
 }
 
