@@ -370,7 +370,7 @@ pub fn ais<M: AmortizedProposal + ?Sized>(
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<AisResult> {
-    forward(model, x, config, progress)
+    anneal(model, x, None, config, progress)
 }
 
 /// [`ais()`] for a model without a proposal: the chains start from the prior, so
@@ -381,29 +381,8 @@ pub fn ais_from_prior<M: JointDensity + ?Sized>(
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<AisResult> {
-    check_start(config.start, false)?;
-    forward(&PriorOnly(model), x, config, progress)
-}
-
-fn forward<M: AmortizedProposal + ?Sized>(
-    model: &M,
-    x: &Tensor,
-    config: &AisConfig,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<AisResult> {
-    config.validate()?;
-    let b = num_examples(x)?;
-    let total = steps_total(config, b)?;
-    let _rng = rng_guard();
-    tch::no_grad(|| {
-        run(
-            model,
-            x,
-            None,
-            config,
-            &mut Progress::new(progress, 0, total),
-        )
-    })
+    check_prior_start(config.start)?;
+    anneal(&PriorOnly(model), x, None, config, progress)
 }
 
 /// Reverse AIS: runs the chains from exact posterior samples `z_exact` (`[B, D]`, one per
@@ -420,7 +399,7 @@ pub fn reverse_ais<M: AmortizedProposal + ?Sized>(
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<AisResult> {
-    reverse(model, x, z_exact, config, progress)
+    anneal(model, x, Some(z_exact), config, progress)
 }
 
 /// [`reverse_ais`] for a model without a proposal: `config.start` must be [`AisStart::Prior`].
@@ -431,14 +410,16 @@ pub fn reverse_ais_from_prior<M: JointDensity + ?Sized>(
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<AisResult> {
-    check_start(config.start, false)?;
-    reverse(&PriorOnly(model), x, z_exact, config, progress)
+    check_prior_start(config.start)?;
+    anneal(&PriorOnly(model), x, Some(z_exact), config, progress)
 }
 
-fn reverse<M: AmortizedProposal + ?Sized>(
+/// Forward AIS (`z_exact` `None`) or reverse AIS from `z_exact`: validation, progress total,
+/// the generator's lock and `no_grad` around [`run`].
+fn anneal<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
-    z_exact: &Tensor,
+    z_exact: Option<&Tensor>,
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<AisResult> {
@@ -450,7 +431,7 @@ fn reverse<M: AmortizedProposal + ?Sized>(
         run(
             model,
             x,
-            Some(z_exact),
+            z_exact,
             config,
             &mut Progress::new(progress, 0, total),
         )
@@ -459,7 +440,7 @@ fn reverse<M: AmortizedProposal + ?Sized>(
 
 /// A model without a proposal, seen as one whose proposal is never asked for: the estimators
 /// for such models ([`ais_from_prior`] and friends) refuse every start but the prior before
-/// they run ([`check_start`]), and the annealing code encodes only for the other starts, so the
+/// they run ([`check_prior_start`]), and the annealing code encodes only for the other starts, so the
 /// proposal methods below are never called.
 pub(crate) struct PriorOnly<'a, M: JointDensity + ?Sized>(pub(crate) &'a M);
 
@@ -499,16 +480,17 @@ impl<M: JointDensity + ?Sized> JointDensity for PriorOnly<'_, M> {
 impl<M: JointDensity + ?Sized> AmortizedProposal for PriorOnly<'_, M> {
     type Posterior = ();
     fn encode(&self, _x: &Tensor) {
-        unreachable!("check_start admits only the prior start for a model without a proposal")
+        unreachable!("check_prior_start admits only the prior start for a model without a proposal")
     }
     fn base(&self, _posterior: &()) -> (Tensor, Tensor) {
-        unreachable!("check_start admits only the prior start for a model without a proposal")
+        unreachable!("check_prior_start admits only the prior start for a model without a proposal")
     }
 }
 
-/// Refuses a start from the encoder when the model has no proposal.
-pub(crate) fn check_start(start: AisStart, has_proposal: bool) -> Result<()> {
-    if start != AisStart::Prior && !has_proposal {
+/// Refuses a start from the encoder for a model without a proposal (the `_from_prior`
+/// estimators).
+pub(crate) fn check_prior_start(start: AisStart) -> Result<()> {
+    if start != AisStart::Prior {
         let name = match start {
             AisStart::Prior => "prior",
             AisStart::EncoderBase => "encoder_base",

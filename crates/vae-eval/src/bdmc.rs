@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::ais::{check_start, PriorOnly};
+use crate::ais::{check_prior_start, PriorOnly};
 use crate::ais::{run, steps_total, AisConfig, AisResult, AisStart, Progress};
 use crate::checks::{check_shape, num_examples};
 use crate::error::{Error, Result};
@@ -88,7 +88,7 @@ pub fn bdmc_from_prior<M: JointDensity + ?Sized>(
     config: &AisConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BdmcResult> {
-    check_start(config.start, false)?;
+    check_prior_start(config.start)?;
     both_ways(&PriorOnly(model), x, z_exact, config, progress)
 }
 
