@@ -74,7 +74,11 @@ impl Checkpoint {
                 .map(|(k, t)| (k.as_str(), t))
                 .collect();
             named.sort_by(|a, b| a.0.cmp(b.0));
-            let sum = checksum(named.into_iter());
+            // One tensor's host copy at a time, so the check holds no second copy of the file.
+            let sum = crc(named
+                .iter()
+                .map(|(k, t)| HostTensor::of(k, t).map(|h| (*k, h.data))))
+            .map_err(err)?;
             if stored != sum as u64 {
                 return Err(err(format!(
                     "checksum mismatch (stored {stored}, computed {sum}): the tensors are \
@@ -214,40 +218,35 @@ pub fn write(
         .chain(optimizer)
         .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let fail = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Each tensor is copied to the host once: the checksum and the file use the same bytes.
+    let mut hosts = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.as_str(), HostTensor::of(name, t)?)))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(fail)?;
     let meta = serde_json::json!({
         "format": CHECKPOINT_FORMAT,
-        "checksum": checksum(tensors.iter().map(|(k, t)| (k.as_str(), t))),
+        "checksum": crc(hosts.iter().map(|(name, h)| Ok((*name, h.data.as_slice())))).map_err(fail)?,
         "config": config,
         "state": state,
     });
-    let meta = serde_json::to_vec(&meta).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("serialising meta.json: {e}"),
-    })?;
-    tensors.push(("meta.json".into(), Tensor::from_slice(&meta)));
-    let bytes = serialize(&tensors).map_err(|reason| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    })?;
+    let meta =
+        serde_json::to_vec(&meta).map_err(|e| fail(format!("serialising meta.json: {e}")))?;
+    hosts.push((
+        "meta.json",
+        HostTensor {
+            dtype: Dtype::U8,
+            shape: vec![meta.len()],
+            data: meta,
+        },
+    ));
+    let bytes = safetensors::tensor::serialize(hosts, &None)
+        .map_err(|e| fail(format!("safetensors: {e}")))?;
     vae_io::write_atomic(path, &bytes).map_err(Error::from)
-}
-
-/// The safetensors bytes of `tensors` (copied to the host, contiguous).
-fn serialize(tensors: &[(String, Tensor)]) -> std::result::Result<Vec<u8>, String> {
-    let views = tensors
-        .iter()
-        .map(|(name, t)| {
-            let t = t.to_device(Device::Cpu).contiguous();
-            let dtype = Dtype::try_from(t.kind()).map_err(|e| format!("tensor {name}: {e}"))?;
-            let numel = t.numel();
-            let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-            t.f_copy_data_u8(&mut data, numel)
-                .map_err(|e| format!("tensor {name}: {e}"))?;
-            let shape = t.size().iter().map(|&d| d as usize).collect();
-            Ok((name.as_str(), HostTensor { dtype, shape, data }))
-        })
-        .collect::<std::result::Result<Vec<_>, String>>()?;
-    safetensors::tensor::serialize(views, &None).map_err(|e| format!("safetensors: {e}"))
 }
 
 /// A tensor's bytes on the host, as safetensors serialises them.
@@ -255,6 +254,20 @@ struct HostTensor {
     dtype: Dtype,
     shape: Vec<usize>,
     data: Vec<u8>,
+}
+
+impl HostTensor {
+    /// `t`'s bytes, copied to the host and made contiguous; `name` goes into the error.
+    fn of(name: &str, t: &Tensor) -> std::result::Result<HostTensor, String> {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let dtype = Dtype::try_from(t.kind()).map_err(|e| format!("tensor {name}: {e}"))?;
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        Ok(HostTensor { dtype, shape, data })
+    }
 }
 
 impl View for HostTensor {
@@ -272,16 +285,16 @@ impl View for HostTensor {
     }
 }
 
-/// CRC-32 over the names and raw bytes of `tensors`, in the order given (sorted by name).
-fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> u32 {
+/// CRC-32 over the names and raw bytes of a checkpoint's tensors, in the order given (sorted
+/// by name); the first failed host copy is the error.
+fn crc<'a, B: AsRef<[u8]>>(
+    tensors: impl Iterator<Item = std::result::Result<(&'a str, B), String>>,
+) -> std::result::Result<u32, String> {
     let mut h = crc32fast::Hasher::new();
-    for (name, t) in tensors {
-        let t = t.to_device(Device::Cpu).contiguous();
-        let numel = t.numel();
-        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-        t.copy_data_u8(&mut bytes, numel);
+    for item in tensors {
+        let (name, bytes) = item?;
         h.update(name.as_bytes());
-        h.update(&bytes);
+        h.update(bytes.as_ref());
     }
-    h.finalize()
+    Ok(h.finalize())
 }
