@@ -72,7 +72,7 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag"
+        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag,ais_check_log_px,ais_log_px"
     );
     assert_eq!(lines.len(), 31);
     let mean_log_px: f64 = lines[1..]
@@ -137,6 +137,44 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         rows.iter().filter(|r| r.flag.contains("ais")).count(),
         check.below
     );
+    assert!(rows.iter().all(|r| r.ais_check_log_px.is_some()));
+    let mean_check = rows
+        .iter()
+        .map(|r| r.ais_check_log_px.unwrap())
+        .sum::<f64>()
+        / 5.0;
+    assert!((-mean_check - check.estimate_nll).abs() < 1e-9);
+
+    // --reestimate-flagged: the flagged images (the barely trained model flags some) by a full
+    // AIS from the prior with the AIS flags; the summary's NLL is the IS one with theirs
+    // replaced, as the CSV's columns show.
+    let re = dir.path().join("evals/re.json");
+    eval_ok(
+        dir.path(),
+        &run,
+        &re,
+        "--k 200 --n 8 --check-with-ais --reestimate-flagged --steps 30 --chains 3 --leapfrog 2",
+    );
+    let typed = EvalSummary::read(&re).unwrap();
+    let Estimate::Is(e) = &typed.estimate else {
+        panic!("{typed:?}")
+    };
+    let rows = read_csv::<IsRow>(&re.with_extension("csv")).unwrap();
+    let r = e.reestimated.as_ref().expect("re-estimated");
+    assert_eq!((r.steps, r.chains, r.images), (30, 3, e.flagged));
+    assert!(
+        e.flagged > 0,
+        "the smoke model's IS should be flagged somewhere"
+    );
+    assert!(rows
+        .iter()
+        .all(|row| row.ais_log_px.is_some() != row.flag.is_empty()));
+    let mixed = rows
+        .iter()
+        .map(|row| row.ais_log_px.unwrap_or(row.log_px))
+        .sum::<f64>()
+        / 8.0;
+    assert!((-mixed - r.estimate_nll).abs() < 1e-9, "{mixed} vs {r:?}");
 
     // The original's structure: one sample of 7 images per pass, the encoder re-run each pass.
     // Same noise, so the same estimate up to float reduction order.
@@ -182,6 +220,13 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
             .all(|v| v.len() == t.acceptance.len()));
         assert_eq!(serde_json::to_value(&typed).unwrap(), a);
         let rows = read_csv::<AisRow>(&ais.with_extension("csv")).unwrap();
+        // Two chains each: a replicate error per image, and the flags the summary counts.
+        assert!(rows.iter().all(|r| r.log_px_mc_se.is_some()));
+        assert!(e.mc_stderr_replicates.is_some_and(|v| v > 0.0));
+        assert_eq!(
+            e.flagged,
+            rows.iter().filter(|r| !r.flag.is_empty()).count()
+        );
         let mean = rows.iter().map(|r| r.log_px).sum::<f64>() / 5.0;
         assert!(
             (-mean - e.estimate_nll).abs() < 1e-9,
@@ -300,6 +345,10 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     bad("--method ais --chains 4 --max-rows 2", "max_rows");
     bad(
         "--method ais --check-with-ais",
-        "--check-with-ais checks importance sampling",
+        "--check-with-ais works on importance sampling's flags",
+    );
+    bad(
+        "--method bdmc --reestimate-flagged",
+        "--reestimate-flagged works on importance sampling's flags",
     );
 }

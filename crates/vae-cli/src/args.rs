@@ -127,6 +127,11 @@ pub struct EvalArgs {
     /// (`ais`) those where IS falls below it by more than twice their combined error
     #[arg(long)]
     pub check_with_ais: bool,
+    /// IS: re-estimate the flagged images (k-hat, ESS, or below the AIS check) by a full AIS
+    /// from the prior with the AIS flags (--steps, --chains, --leapfrog, ...), and report the
+    /// NLL with their IS estimates replaced, beside the IS one
+    #[arg(long)]
+    pub reestimate_flagged: bool,
     /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
     /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200)
     #[arg(long, value_enum, default_value = "batched")]

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use tch::Tensor;
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
 use vae_io::results::{
     write_csv, AisCheck, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate,
-    EvalSummary, IsEstimate, IsRow, IwaePoint, BDMC_SIMULATED_DATA,
+    EvalSummary, IsEstimate, IsRow, IwaePoint, Reestimate, BDMC_SIMULATED_DATA,
 };
 use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
@@ -26,11 +27,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(args.run.clone());
     let cfg = RunConfig::load(&run.config(), &[])
         .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
-    if args.check_with_ais && args.method != EvalMethod::Is {
-        bail!(
-            "--check-with-ais checks importance sampling; it does nothing with --method {}",
-            format!("{:?}", args.method).to_lowercase()
-        );
+    for (set, flag) in [
+        (args.check_with_ais, "--check-with-ais"),
+        (args.reestimate_flagged, "--reestimate-flagged"),
+    ] {
+        if set && args.method != EvalMethod::Is {
+            bail!(
+                "{flag} works on importance sampling's flags; it does nothing with --method {}",
+                format!("{:?}", args.method).to_lowercase()
+            );
+        }
     }
     let device = device(&args.device)?;
     set_threads(args.threads)?;
@@ -113,12 +119,64 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     seed: args.seed,
                     ..Default::default()
                 };
-                let a = vae_eval::ais(&model, &x, &ais_config, &mut progress)?;
-                Some((r.below_ais(&a)?, a.nll))
+                Some(vae_eval::ais(&model, &x, &ais_config, &mut progress)?)
             } else {
                 None
             };
-            let below = |i: usize| check.as_ref().is_some_and(|(b, _)| b.contains(&i));
+            let mut below = vec![false; n];
+            if let Some(a) = &check {
+                for i in r.below_ais(a)? {
+                    below[i] = true;
+                }
+            }
+            let flags: Vec<String> = (0..n)
+                .map(|i| {
+                    r.flags(i)
+                        .iter()
+                        .map(|f| f.name())
+                        .chain(below[i].then_some("ais"))
+                        .collect::<Vec<_>>()
+                        .join(";")
+                })
+                .collect();
+            let flagged: Vec<usize> = (0..n).filter(|&i| !flags[i].is_empty()).collect();
+            // The flagged images again, by the full AIS of the AIS flags, from the prior: the
+            // estimator that needs no proposal.
+            let full_config = ais_config(&args, AisStart::Prior);
+            let full = if args.reestimate_flagged && !flagged.is_empty() {
+                bar.set_message(format!(
+                    "AIS re-estimate of {} flagged images",
+                    flagged.len()
+                ));
+                let index: Vec<i64> = flagged.iter().map(|&i| i as i64).collect();
+                let xf = x.index_select(0, &Tensor::from_slice(&index).to_device(device));
+                Some(vae_eval::ais(&model, &xf, &full_config, &mut progress)?)
+            } else {
+                None
+            };
+            let mut ais_log_px: Vec<Option<f64>> = vec![None; n];
+            let mut log_px = r.log_px.clone();
+            let mut mc_se = r.log_px_mc_se.clone();
+            if let Some(a) = &full {
+                for (j, &i) in flagged.iter().enumerate() {
+                    ais_log_px[i] = Some(a.log_px[j]);
+                    log_px[i] = a.log_px[j];
+                    mc_se[i] = a.log_px_mc_se[j];
+                }
+            }
+            let reestimated = args.reestimate_flagged.then(|| {
+                let neg: Vec<f64> = log_px.iter().map(|v| -v).collect();
+                let (estimate_nll, stderr) = vae_eval::stats::mean_and_stderr(&neg);
+                Reestimate {
+                    images: flagged.len(),
+                    steps: full_config.anneal_steps,
+                    chains: full_config.num_chains,
+                    estimate_nll,
+                    stderr,
+                    mc_stderr_replicates: vae_eval::stats::combined_stderr(&mc_se),
+                    ais_flagged: full.as_ref().map_or(0, |a| a.flagged()),
+                }
+            });
             let rows = (0..r.num_examples)
                 .map(|i| IsRow {
                     index: i,
@@ -128,13 +186,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     ess: r.ess[i],
                     khat: r.khat[i],
                     log_px_mc_se: r.log_px_mc_se[i],
-                    flag: r
-                        .flags(i)
-                        .iter()
-                        .map(|f| f.name())
-                        .chain(below(i).then_some("ais"))
-                        .collect::<Vec<_>>()
-                        .join(";"),
+                    flag: flags[i].clone(),
+                    ais_check_log_px: check.as_ref().map(|a| a.log_px[i]),
+                    ais_log_px: ais_log_px[i],
                 })
                 .collect();
             let estimate = Estimate::Is(IsEstimate {
@@ -144,15 +198,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 mc_stderr_replicates: r.nll_mc_stderr_replicates,
                 khat_above_0_5: r.khat_above_0_5,
                 khat_above_0_7: r.khat_above_0_7,
-                flagged: (0..r.num_examples)
-                    .filter(|&i| !r.flags(i).is_empty() || below(i))
-                    .count(),
-                ais_check: check.as_ref().map(|(b, nll)| AisCheck {
+                flagged: flagged.len(),
+                ais_check: check.as_ref().map(|a| AisCheck {
                     steps: AIS_CHECK_STEPS,
                     chains: AIS_CHECK_CHAINS,
-                    estimate_nll: *nll,
-                    below: b.len(),
+                    estimate_nll: a.nll,
+                    below: below.iter().filter(|&&b| b).count(),
                 }),
+                reestimated,
                 neg_elbo: r.neg_elbo,
                 neg_elbo_stderr: r.neg_elbo_stderr,
                 iwae_curve: r
@@ -171,31 +224,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (estimate, Rows::Is(rows))
         }
         EvalMethod::Ais | EvalMethod::Bdmc => {
-            let config = AisConfig {
-                num_chains: args.chains,
-                anneal_steps: args.steps,
-                start: match args.start {
+            let config = ais_config(
+                &args,
+                match args.start {
                     EvalStart::Prior => AisStart::Prior,
                     EvalStart::Base => AisStart::EncoderBase,
                     EvalStart::Posterior => AisStart::FlowPosterior,
                 },
-                hmc: HmcConfig {
-                    leapfrog_steps: args.leapfrog,
-                    step_size: args.step_size,
-                    adaptation: match args.adaptation {
-                        AdaptationArg::Global => StepSizeAdaptation::Global,
-                        AdaptationArg::PerExample => StepSizeAdaptation::PerExample,
-                        AdaptationArg::PerChain => StepSizeAdaptation::PerChain,
-                        AdaptationArg::Fixed => StepSizeAdaptation::Fixed,
-                    },
-                    target_acceptance: args.target_acceptance,
-                    momentum_refresh: args.momentum_refresh,
-                    ..Default::default()
-                },
-                max_rows: args.max_rows.unwrap_or(AisConfig::default().max_rows),
-                seed: args.seed,
-                ..Default::default()
-            };
+            );
             if args.method == EvalMethod::Ais {
                 let r = vae_eval::ais(&model, &split.to_tensor(n, device), &config, &mut progress)?;
                 let rows = (0..r.num_examples)
@@ -205,12 +241,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
                         log_px_stderr: r.log_px_stderr[i],
                         mean_log_weight: r.log_px_mean_log_weight[i],
                         ess: r.ess[i],
+                        log_px_mc_se: r.log_px_mc_se[i],
+                        flag: r
+                            .flags(i)
+                            .iter()
+                            .map(|f| f.name())
+                            .collect::<Vec<_>>()
+                            .join(";"),
                     })
                     .collect();
                 let estimate = Estimate::Ais(AisEstimate {
                     estimate_nll: r.nll,
                     stderr: r.nll_stderr,
                     mc_stderr: r.nll_mc_stderr,
+                    mc_stderr_replicates: r.nll_mc_stderr_replicates,
+                    flagged: r.flagged(),
                     nll_mean_log_weight: r.nll_mean_log_weight,
                     trace: AisTrace {
                         acceptance: r.trace.acceptance,
@@ -275,8 +320,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
             summary.ms_per_image,
         ),
     }
+    let mc = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+    if let Estimate::Ais(e) = &summary.estimate {
+        println!(
+            "Monte Carlo error of the mean: {} (chains as replicates), {} (delta method); {} of \
+             {n} images flagged (chains that disagree by more than a nat, or an ESS below half \
+             the chains: the CSV's flag column)",
+            mc(e.mc_stderr_replicates),
+            mc(e.mc_stderr),
+            e.flagged,
+        );
+    }
     if let Estimate::Is(e) = &summary.estimate {
-        let mc = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
         println!(
             "Monte Carlo error of the mean: {} (replicates), {} (delta method); PSIS k-hat above \
              0.7 on {} images, above 0.5 on {}; {} of {n} images flagged (k-hat > 0.7, a small \
@@ -294,6 +349,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 None => String::new(),
             },
         );
+        if let Some(r) = &e.reestimated {
+            println!(
+                "with the {} flagged images re-estimated by a {}-step, {}-chain AIS from the \
+                 prior: NLL {:.3} +- {:.3} nats, Monte Carlo error {} ({} of them flagged by \
+                 AIS)",
+                r.images,
+                r.steps,
+                r.chains,
+                r.estimate_nll,
+                r.stderr.unwrap_or(f64::NAN),
+                mc(r.mc_stderr_replicates),
+                r.ais_flagged,
+            );
+        }
     }
     match plot {
         Some(_) => println!(
@@ -305,6 +374,31 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => println!("wrote {} and {}", out.display(), csv.display()),
     }
     Ok(())
+}
+
+/// The AIS settings of the AIS/BDMC flags (`--steps`, `--chains`, ...), from `start`.
+fn ais_config(args: &EvalArgs, start: AisStart) -> AisConfig {
+    AisConfig {
+        num_chains: args.chains,
+        anneal_steps: args.steps,
+        start,
+        hmc: HmcConfig {
+            leapfrog_steps: args.leapfrog,
+            step_size: args.step_size,
+            adaptation: match args.adaptation {
+                AdaptationArg::Global => StepSizeAdaptation::Global,
+                AdaptationArg::PerExample => StepSizeAdaptation::PerExample,
+                AdaptationArg::PerChain => StepSizeAdaptation::PerChain,
+                AdaptationArg::Fixed => StepSizeAdaptation::Fixed,
+            },
+            target_acceptance: args.target_acceptance,
+            momentum_refresh: args.momentum_refresh,
+            ..Default::default()
+        },
+        max_rows: args.max_rows.unwrap_or(AisConfig::default().max_rows),
+        seed: args.seed,
+        ..Default::default()
+    }
 }
 
 /// The per-image rows of one method, for its CSV.

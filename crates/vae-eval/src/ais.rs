@@ -82,6 +82,7 @@ use crate::rng::{rng_guard, stream_seed, TAG_AIS_FORWARD, TAG_AIS_REVERSE};
 use crate::schedule::Schedule;
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
+    replicate_log_mean_exp_stderr,
 };
 
 /// Where the chains start: the normalised density `p_0` of the annealing path.
@@ -345,6 +346,17 @@ pub struct AisResult {
     pub log_px_stderr: Vec<Option<f64>>,
     /// Per-example mean log-weight bound: `mean_c W_c` forward, `−mean_c W_c` reverse.
     pub log_px_mean_log_weight: Vec<f64>,
+    /// Per-example Monte Carlo error of `log_px` from the chains as replicates: the standard
+    /// deviation of the `K` chains' log-weights `W_c` divided by `√K`
+    /// ([`crate::stats::replicate_log_mean_exp_stderr`] with one chain per group). It needs no
+    /// variance of the weights `exp W_c`, so heavy tails fool it less than the delta method;
+    /// `None` for `K = 1`.
+    #[serde(default)]
+    pub log_px_mc_se: Vec<Option<f64>>,
+    /// The Monte Carlo error of `nll` from [`log_px_mc_se`](Self::log_px_mc_se), `√(Σ_x se_x²) /
+    /// B`; `None` for `K = 1`.
+    #[serde(default)]
+    pub nll_mc_stderr_replicates: Option<f64>,
     /// Per-example effective sample size of the `K` chain weights, in `[1, K]`.
     pub ess: Vec<f64>,
     /// The smallest of [`ess`](Self::ess). Values near 1 mean one chain dominates some example:
@@ -354,6 +366,63 @@ pub struct AisResult {
     pub trace: AisTrace,
     /// If [`AisConfig::record_log_weights`]: `log_weights[b][c]` is chain `c`'s `W` for example `b`.
     pub log_weights: Option<Vec<Vec<f64>>>,
+}
+
+/// The standard deviation of an example's chain log-weights, nats, above which its AIS estimate
+/// is flagged ([`AisFlag::Spread`]). Below it the weights `exp W_c` are nearly lognormal with a
+/// relative variance `e^{s²} − 1 < 1.7`, and both error bars describe the estimate; above it the
+/// log-mean-exp is set by the luckiest chain, and neither does.
+pub const AIS_SPREAD_FLAG: f64 = 1.0;
+
+/// Why an example's AIS estimate should not be trusted ([`AisResult::flags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AisFlag {
+    /// Its chains disagree: their log-weights' standard deviation is above [`AIS_SPREAD_FLAG`].
+    Spread,
+    /// The effective sample size of its `K` final weights is below `K / 2`: one or two chains
+    /// carry the estimate.
+    Ess,
+}
+
+impl AisFlag {
+    /// The flag's name in reports: `spread` or `ess`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AisFlag::Spread => "spread",
+            AisFlag::Ess => "ess",
+        }
+    }
+}
+
+impl AisResult {
+    /// The reasons to distrust example `i`'s estimate; empty when there are none, and always
+    /// for one chain (nothing to compare). Longer chains (more annealing steps) are the cure
+    /// for both.
+    pub fn flags(&self, i: usize) -> Vec<AisFlag> {
+        let k = self.config.num_chains;
+        let mut out = Vec::new();
+        // log_px_mc_se is the chains' standard deviation over √K.
+        if self
+            .log_px_mc_se
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|se| se * (k as f64).sqrt() > AIS_SPREAD_FLAG)
+        {
+            out.push(AisFlag::Spread);
+        }
+        if k >= 2 && self.ess.get(i).is_some_and(|&e| e < k as f64 / 2.0) {
+            out.push(AisFlag::Ess);
+        }
+        out
+    }
+
+    /// How many examples have at least one [flag](Self::flags).
+    pub fn flagged(&self) -> usize {
+        (0..self.num_examples)
+            .filter(|&i| !self.flags(i).is_empty())
+            .count()
+    }
 }
 
 /// Forward AIS: estimates `log p(x)` for each example of `x` (`[B, ...]`, on the model's device)
@@ -596,6 +665,10 @@ pub(crate) fn run<M: AmortizedProposal + ?Sized>(
         .iter()
         .map(|w| effective_sample_size(w))
         .collect();
+    let log_px_mc_se: Vec<Option<f64>> = log_weights
+        .iter()
+        .map(|w| replicate_log_mean_exp_stderr(w, w.len()))
+        .collect();
     let neg = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<_>>();
     let (nll, nll_stderr) = mean_and_stderr(&neg(&log_px));
     let (nll_mean_log_weight, _) = mean_and_stderr(&neg(&log_px_mean_log_weight));
@@ -610,6 +683,8 @@ pub(crate) fn run<M: AmortizedProposal + ?Sized>(
         log_px,
         log_px_stderr,
         log_px_mean_log_weight,
+        nll_mc_stderr_replicates: combined_stderr(&log_px_mc_se),
+        log_px_mc_se,
         ess_min: ess.iter().copied().fold(f64::INFINITY, f64::min),
         ess,
         trace: merge_traces(&traces, b_total),

@@ -17,8 +17,8 @@ pub mod schedule;
 pub mod stats;
 
 pub use ais::{
-    ais, ais_from_prior, reverse_ais, reverse_ais_from_prior, AisConfig, AisResult, AisStart,
-    AisTrace, Direction, HmcConfig, StepSizeAdaptation,
+    ais, ais_from_prior, reverse_ais, reverse_ais_from_prior, AisConfig, AisFlag, AisResult,
+    AisStart, AisTrace, Direction, HmcConfig, StepSizeAdaptation, AIS_SPREAD_FLAG,
 };
 pub use bdmc::{bdmc, bdmc_from_prior, simulate, BdmcResult};
 pub use error::{Error, Result};

@@ -693,3 +693,64 @@ fn a_misplaced_proposal_is_flagged_where_is_fails() {
         );
     }
 }
+
+/// AIS's chains as replicates (issue: error bars that hold). With 16 chains of 300 steps from the
+/// prior, the chain-spread error `log_px_mc_se` covers the actual error at its nominal rate, and
+/// no image is flagged; with 3-step chains, the chains disagree by more than a nat, and every
+/// image whose estimate is off by more than a nat is flagged.
+#[test]
+fn ais_chain_errors_cover_the_actual_error_and_short_chains_are_flagged() {
+    setup();
+    let model = model(SHIFTED);
+    let (x, _) = simulate(&model, 100, 12).unwrap();
+    let exact = model.log_px(&x);
+    let run = |steps: usize| {
+        let config = AisConfig {
+            num_chains: 16,
+            anneal_steps: steps,
+            hmc: hmc(),
+            seed: 13,
+            ..AisConfig::default()
+        };
+        ais_from_prior(&model, &x, &config, &mut no_progress()).unwrap()
+    };
+    let long = run(300);
+    let covered = (0..100)
+        .filter(|&i| (long.log_px[i] - exact[i]).abs() < 2.0 * long.log_px_mc_se[i].unwrap())
+        .count() as f64
+        / 100.0;
+    // The error over the spread of 16 chains is a t statistic with 15 degrees of freedom:
+    // P(|t₁₅| < 2) = 0.936. Over 100 images the fraction has binomial sd √(0.936 · 0.064 / 100)
+    // = 0.024; 3 sd is ±0.073. The lower-bound bias, −(e^{s²} − 1)/2K, is below a tenth of the
+    // error bar for the chain spreads s < 0.5 seen here, which the flags below also hold.
+    eprintln!(
+        "AIS 300 steps: chain-spread 2-se coverage {covered}, flagged {}",
+        long.flagged()
+    );
+    assert!(
+        (0.936 - 0.073..=1.0).contains(&covered),
+        "coverage {covered}"
+    );
+    assert!(long.nll_mc_stderr_replicates.unwrap() > 0.0);
+    assert_eq!(long.flagged(), 0, "{:?}", long.log_px_mc_se);
+
+    let short = run(3);
+    let off: Vec<usize> = (0..100)
+        .filter(|&i| (short.log_px[i] - exact[i]).abs() > 1.0)
+        .collect();
+    eprintln!(
+        "AIS 3 steps: {} of 100 images off by more than a nat, {} flagged",
+        off.len(),
+        short.flagged()
+    );
+    assert!(!off.is_empty(), "3-step chains should fail somewhere");
+    for &i in &off {
+        assert!(
+            !short.flags(i).is_empty(),
+            "image {i}: off by {:.2} nats, chain-spread se {:?}, ESS {:.1}, not flagged",
+            exact[i] - short.log_px[i],
+            short.log_px_mc_se[i],
+            short.ess[i]
+        );
+    }
+}

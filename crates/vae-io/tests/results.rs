@@ -65,6 +65,7 @@ fn is_summary() -> EvalSummary {
             khat_above_0_7: 0,
             flagged: 0,
             ais_check: None,
+            reestimated: None,
             neg_elbo: 98.79234161376954,
             neg_elbo_stderr: None,
             iwae_curve: vec![
@@ -95,6 +96,8 @@ fn ais_summary() -> EvalSummary {
             estimate_nll: 276.5637789346395,
             stderr: Some(30.5),
             mc_stderr: Some(0.447213595499958),
+            mc_stderr_replicates: Some(0.5),
+            flagged: 1,
             nll_mean_log_weight: 366.04518855171875,
             trace: AisTrace {
                 acceptance: vec![0.5, 0.75],
@@ -302,6 +305,8 @@ fn csv_rows_round_trip_with_the_columns_of_before_then_the_new_ones() {
             khat: Some(0.41),
             log_px_mc_se: Some(0.25),
             flag: String::new(),
+            ais_check_log_px: Some(-97.5),
+            ais_log_px: None,
         },
         IsRow {
             index: 1,
@@ -312,14 +317,17 @@ fn csv_rows_round_trip_with_the_columns_of_before_then_the_new_ones() {
             khat: None,
             log_px_mc_se: None,
             flag: "khat;ess".into(),
+            ais_check_log_px: None,
+            ais_log_px: Some(-190.25),
         },
     ];
     write_csv(&p, &is).unwrap();
     assert_eq!(
         std::fs::read_to_string(&p).unwrap(),
-        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag\n\
-         0,-97.17213116621068,0.2183440332991098,-98.09222426891327,14.987867050392602,0.41,0.25,\n\
-         1,-193.5,,-195,1,,,khat;ess\n"
+        "index,log_px,log_px_stderr,elbo,ess,khat,log_px_mc_se,flag,ais_check_log_px,ais_log_px\n\
+         0,-97.17213116621068,0.2183440332991098,-98.09222426891327,14.987867050392602,0.41,0.25,,\
+         -97.5,\n\
+         1,-193.5,,-195,1,,,khat;ess,,-190.25\n"
     );
     assert_eq!(read_csv::<IsRow>(&p).unwrap(), is);
 
@@ -329,11 +337,14 @@ fn csv_rows_round_trip_with_the_columns_of_before_then_the_new_ones() {
         log_px_stderr: Some(1.0),
         mean_log_weight: -340.3309037773251,
         ess: 1.0,
+        log_px_mc_se: Some(2.5),
+        flag: "spread;ess".into(),
     }];
     write_csv(&p, &ais).unwrap();
-    assert!(std::fs::read_to_string(&p)
-        .unwrap()
-        .starts_with("index,log_px,log_px_stderr,mean_log_weight,ess\n0,-173.1468866825112,1,"));
+    assert!(std::fs::read_to_string(&p).unwrap().starts_with(
+        "index,log_px,log_px_stderr,mean_log_weight,ess,log_px_mc_se,flag\n\
+             0,-173.1468866825112,1,"
+    ));
     assert_eq!(read_csv::<AisRow>(&p).unwrap(), ais);
 
     let bdmc = vec![BdmcRow {
@@ -495,7 +506,38 @@ fn malformed_files_name_the_file_and_the_key() {
         read_csv::<IsRow>,
     );
     assert!(
-        m.contains(":2: column `flag`: `often` is not a list of khat, ess, ais"),
+        m.contains(":2: column `flag`: `often` is not a `;`-joined list of khat, ess, ais"),
         "{m}"
     );
+    let (_, m) = message(&p, "index,log_px,elbo\n", read_csv::<IsRow>);
+    assert!(
+        m.contains(":1: column `header`: `index,log_px,elbo`, expected"),
+        "{m}"
+    );
+}
+
+/// Files written before the newer columns read back with those cells empty.
+#[test]
+fn csv_files_of_older_versions_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("eval-is-test.csv");
+    std::fs::write(&p, "index,log_px,log_px_stderr,elbo,ess\n0,-1,0.5,-2,3\n").unwrap();
+    let rows = read_csv::<IsRow>(&p).unwrap();
+    assert_eq!(rows[0].ess, 3.0);
+    assert_eq!((rows[0].khat, rows[0].flag.as_str()), (None, ""));
+    std::fs::write(
+        &p,
+        "index,log_px,log_px_stderr,mean_log_weight,ess\n0,-1,,-2,3\n",
+    )
+    .unwrap();
+    let rows = read_csv::<AisRow>(&p).unwrap();
+    assert_eq!((rows[0].log_px_mc_se, rows[0].flag.as_str()), (None, ""));
+    // A line with the new header's cell count under the old header is still an error.
+    std::fs::write(
+        &p,
+        "index,log_px,log_px_stderr,mean_log_weight,ess\n0,-1,,-2,3,,\n",
+    )
+    .unwrap();
+    let m = read_csv::<AisRow>(&p).unwrap_err().to_string();
+    assert!(m.contains("7 cells, expected 5"), "{m}");
 }

@@ -65,6 +65,7 @@ pub fn eval_is(nll: f64, stderr: f64, images: usize, wall_seconds: f64) -> EvalS
             khat_above_0_7: 0,
             flagged: 0,
             ais_check: None,
+            reestimated: None,
             neg_elbo: nll + 3.0,
             neg_elbo_stderr: Some(stderr),
             iwae_curve: vec![IwaePoint {

@@ -75,6 +75,10 @@ pub struct IsEstimate {
     /// The AIS check (`--check-with-ais`), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ais_check: Option<AisCheck>,
+    /// The estimate with the flagged images re-estimated by a full AIS from the prior
+    /// (`--reestimate-flagged`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reestimated: Option<Reestimate>,
     /// Mean -ELBO of the same samples, nats.
     #[serde(deserialize_with = "nan_if_null")]
     pub neg_elbo: f64,
@@ -101,6 +105,29 @@ pub struct AisCheck {
     pub below: usize,
 }
 
+/// The IS estimate with its flagged images' `log p̂(x)` replaced by a full AIS from the prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reestimate {
+    /// Images re-estimated (those flagged by IS or by the AIS check).
+    pub images: usize,
+    /// Annealing steps of the AIS.
+    pub steps: usize,
+    /// Chains per image.
+    pub chains: usize,
+    /// Mean `-log p̂(x)` over all the images, IS for the unflagged and AIS for the flagged,
+    /// nats.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub estimate_nll: f64,
+    /// Its standard error over the images (`None` for one image).
+    pub stderr: Option<f64>,
+    /// Its Monte Carlo error from replicates: IS's groups for the unflagged images, AIS's
+    /// chains for the flagged (`None` where either has none).
+    pub mc_stderr_replicates: Option<f64>,
+    /// Re-estimated images whose AIS estimate is itself flagged (its chains disagree).
+    pub ais_flagged: usize,
+}
+
 /// The keys of an AIS summary (`"method": "ais"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,8 +137,14 @@ pub struct AisEstimate {
     pub estimate_nll: f64,
     /// Its standard error over the images.
     pub stderr: Option<f64>,
-    /// The Monte Carlo standard error of the mean from the chains' weights.
+    /// The Monte Carlo standard error of the mean from the chains' weights (delta method).
     pub mc_stderr: Option<f64>,
+    /// The Monte Carlo standard error of the mean from the spread of the chains (replicates).
+    #[serde(default)]
+    pub mc_stderr_replicates: Option<f64>,
+    /// Images with a flag in the CSV (chains that disagree by more than a nat, or a small ESS).
+    #[serde(default)]
+    pub flagged: usize,
     /// The original's looser number: mean over the images of the chains' mean log-weight.
     #[serde(deserialize_with = "nan_if_null")]
     pub nll_mean_log_weight: f64,

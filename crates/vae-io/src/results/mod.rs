@@ -24,7 +24,7 @@ mod train;
 pub use csv::{read_csv, write_csv, AisRow, BdmcRow, CsvRow, IsRow};
 pub use eval::{
     AisCheck, AisEstimate, AisTrace, BdmcEstimate, Estimate, EvalSummary, IsEstimate, IwaePoint,
-    BDMC_SIMULATED_DATA,
+    Reestimate, BDMC_SIMULATED_DATA,
 };
 pub use metrics::{EpochMetrics, Progress};
 pub use train::{SplitElbo, TrainResults};
