@@ -124,7 +124,13 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     // --check-with-ais: a short AIS from the prior beside IS; the images where IS falls below it
     // carry the `ais` flag, and the summary counts them.
     let checked = dir.path().join("evals/checked.json");
-    eval_ok(dir.path(), &run, &checked, "--k 200 --n 5 --check-with-ais");
+    let c = eval_ok(
+        dir.path(),
+        &run,
+        &checked,
+        "--k 200 --n 5 --check-with-ais --replicates 4",
+    );
+    assert_eq!(c["settings"]["replicates"], 4);
     let typed = EvalSummary::read(&checked).unwrap();
     let Estimate::Is(c) = &typed.estimate else {
         panic!("{typed:?}")
@@ -335,6 +341,7 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     bad("--checkpoint newest", "expected best or last");
     bad("--passes naive", "possible values: batched, one-sample");
     bad("--k 0", "num_samples");
+    bad("--k 200 --replicates 300", "replicates");
     bad("--split dev", "dev");
     bad("--method ais --momentum-refresh 1.5", "momentum_refresh");
     bad("--method ais --target-acceptance 0", "target_acceptance");

@@ -81,6 +81,10 @@ pub struct EvalArgs {
     /// IS: importance samples per image
     #[arg(long, default_value_t = 1000)]
     pub k: usize,
+    /// IS: groups of samples whose spread gives the replicate-based Monte Carlo error
+    /// [default: min(10, k/100), so each group keeps 100 samples or more]
+    #[arg(long, value_name = "R")]
+    pub replicates: Option<usize>,
     /// AIS/BDMC: annealing steps (schedule points)
     #[arg(long, default_value_t = 2000)]
     pub steps: usize,

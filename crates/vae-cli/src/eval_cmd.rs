@@ -104,7 +104,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     IsPassesArg::Batched => IsPasses::Batched,
                     IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
                 },
-                replicates: None,
+                replicates: args.replicates,
             };
             let x = split.to_tensor(n, device);
             let r = vae_eval::importance_sampling(&model, &x, &config, &mut progress)?;

@@ -23,7 +23,7 @@ use crate::psis::pareto_khat;
 use crate::rng::{rng_guard, stream_seed, TAG_IS};
 use crate::stats::{
     combined_stderr, effective_sample_size, log_mean_exp, log_mean_exp_stderr, mean_and_stderr,
-    replicate_log_mean_exp_stderr,
+    tail_scaled_replicate_stderr,
 };
 
 /// Settings of [`importance_sampling`].
@@ -226,9 +226,11 @@ pub struct IsResult {
     pub log_px_stderr: Vec<Option<f64>>,
     /// Replicate-based Monte Carlo standard error of each `log p̂(x)`: the `k` samples split into
     /// `R` consecutive groups ([`IsConfig::replicate_groups`]; the last `k mod R` samples left
-    /// out of this error only), the standard deviation of the groups' estimates divided by
-    /// `√R` ([`crate::stats::replicate_log_mean_exp_stderr`]). No weight variance is estimated,
-    /// so it is less fooled by heavy tails than the delta method; `None` when `R < 2`.
+    /// out of this error only), the standard deviation of the groups' estimates carried to all
+    /// `k` samples at the rate the weights' tail allows: divided by `√R` where
+    /// [`khat`](Self::khat) is at most 0.5, by `R^{1−k̂}` above
+    /// ([`crate::stats::tail_scaled_replicate_stderr`]). No weight variance is estimated, so
+    /// heavy tails fool it far less than the delta method; `None` when `R < 2`.
     #[serde(default)]
     pub log_px_mc_se: Vec<Option<f64>>,
     /// Per-example ELBO estimate `mean_j log w_j(x)`.
@@ -467,8 +469,9 @@ fn run<M: AmortizedProposal + ?Sized>(
                     log_px_stderr.push(log_mean_exp_stderr(&column));
                     elbo.push(column.iter().sum::<f64>() / k as f64);
                     ess.push(effective_sample_size(&column));
-                    log_px_mc_se.push(replicate_log_mean_exp_stderr(&column, replicates));
-                    khat.push(pareto_khat(&column));
+                    let k_hat = pareto_khat(&column);
+                    log_px_mc_se.push(tail_scaled_replicate_stderr(&column, replicates, k_hat));
+                    khat.push(k_hat);
                     for (i, &kk) in counts.iter().enumerate() {
                         iwae_log_px[i].push(log_mean_exp(&column[..kk]));
                     }

@@ -664,8 +664,10 @@ fn a_misplaced_proposal_is_flagged_where_is_fails() {
         !off.is_empty(),
         "the proposal should make IS fail somewhere"
     );
-    // The AIS check finds those where IS fell short by more than a nat (missed posterior mass),
-    // without looking at the weights; IS far above the truth (a rare huge weight) is k-hat's.
+    // The AIS check finds those where IS fell short by more than a nat (missed posterior mass)
+    // without looking at the weights, unless IS's own error, widened for the heavy tail its
+    // k-hat shows, already spans the gap: those are flagged by k-hat. IS far above the truth
+    // (a rare huge weight) is k-hat's alone.
     let below = r.below_ais(&short_ais(&model, &x)).unwrap();
     let short: Vec<usize> = off
         .iter()
@@ -678,10 +680,18 @@ fn a_misplaced_proposal_is_flagged_where_is_fails() {
         short.len()
     );
     assert!(!short.is_empty());
-    let missed: Vec<_> = short.iter().filter(|i| !below.contains(i)).collect();
+    let missed: Vec<_> = short
+        .iter()
+        .filter(|i| !below.contains(i) && r.khat[**i].is_none_or(|k| k <= 0.7))
+        .collect();
     assert!(
         missed.is_empty(),
-        "short by > 1 nat but not below AIS: {missed:?}"
+        "short by > 1 nat, k-hat at most 0.7, but not below AIS: {missed:?}"
+    );
+    // Most are found by the AIS check itself.
+    assert!(
+        2 * short.iter().filter(|i| below.contains(i)).count() > short.len(),
+        "{below:?}"
     );
     for &i in &off {
         assert!(
