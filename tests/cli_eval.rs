@@ -136,7 +136,7 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         panic!("{typed:?}")
     };
     let check = c.ais_check.as_ref().expect("the AIS check ran");
-    assert_eq!((check.steps, check.chains), (300, 4));
+    assert_eq!((check.steps, check.chains), (300, 8));
     assert!(check.estimate_nll.is_finite());
     let rows = read_csv::<IsRow>(&checked.with_extension("csv")).unwrap();
     assert_eq!(

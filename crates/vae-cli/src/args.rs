@@ -127,7 +127,7 @@ pub struct EvalArgs {
     /// architecture, at most 20000; AIS/BDMC: 3200]
     #[arg(long)]
     pub max_rows: Option<usize>,
-    /// IS: also run a short AIS from the prior (300 steps, 4 chains) on every image and flag
+    /// IS: also run a short AIS from the prior (300 steps, 8 chains) on every image and flag
     /// (`ais`) those where IS falls below it by more than twice their combined error
     #[arg(long)]
     pub check_with_ais: bool,

@@ -18,10 +18,6 @@ use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
 use crate::train_cmd::{device, load_dataset, set_threads};
 
-/// `--check-with-ais`: annealing steps and chains of the short AIS from the prior.
-const AIS_CHECK_STEPS: usize = 300;
-const AIS_CHECK_CHAINS: usize = 4;
-
 /// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
 pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(args.run.clone());
@@ -112,13 +108,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             // its weights cannot show.
             let check = if args.check_with_ais {
                 bar.set_message(format!("AIS check on {n} images"));
-                let ais_config = AisConfig {
-                    num_chains: AIS_CHECK_CHAINS,
-                    anneal_steps: AIS_CHECK_STEPS,
-                    start: AisStart::Prior,
-                    seed: args.seed,
-                    ..Default::default()
-                };
+                let ais_config = AisConfig::is_check(args.seed);
                 Some(vae_eval::ais(&model, &x, &ais_config, &mut progress)?)
             } else {
                 None
@@ -200,8 +190,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 khat_above_0_7: r.khat_above_0_7,
                 flagged: flagged.len(),
                 ais_check: check.as_ref().map(|a| AisCheck {
-                    steps: AIS_CHECK_STEPS,
-                    chains: AIS_CHECK_CHAINS,
+                    steps: a.config.anneal_steps,
+                    chains: a.config.num_chains,
                     estimate_nll: a.nll,
                     below: below.iter().filter(|&&b| b).count(),
                 }),

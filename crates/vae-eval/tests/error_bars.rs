@@ -1,7 +1,7 @@
 //! What importance sampling's error bars and flags promise, checked against exact `log p(x)`.
 //!
 //! 1. Where the proposal is good, the replicate-based error `log_px_mc_se` (the `k` samples in
-//!    `R` groups, the spread of the group estimates over `√R`) covers the actual error at its
+//!    `R` groups, the spread of the group estimates over `√R` where k-hat ≤ 0.5) covers the actual error at its
 //!    nominal rate: `|log p̂(x) − log p(x)| < 2 se` for a fraction `P(|t_{R−1}| < 2)` of images.
 //!    So does the delta-method error `log_px_stderr`, at the normal rate `P(|N(0, 1)| < 2)`.
 //!    Checked on a linear-Gaussian model (closed-form `log p(x)`) and on the 2-latent Bernoulli
@@ -10,7 +10,8 @@
 //!    than a nat is flagged by `IsResult::flags` (k-hat or ESS).
 //! 3. A proposal that misses one mode of a bimodal posterior: every estimate is off by about two
 //!    nats, yet the weights look benign (no flag), because IS cannot see a region its proposal
-//!    never visits. A short AIS from the prior (300 steps, 16 chains) catches every such image
+//!    never visits. The short AIS from the prior of `--check-with-ais` (`AisConfig::is_check`:
+//!    300 steps, 8 chains) catches every such image
 //!    (`IsResult::below_ais`).
 //!
 //! # How coverage is tested
@@ -27,7 +28,7 @@ use vae_eval::analytic::{BernoulliLogistic, LinearGaussian, Proposal};
 use vae_eval::model::{standard_normal_log_density, AmortizedProposal, JointDensity, LN_2PI};
 use vae_eval::stats::log_sum_exp;
 use vae_eval::{
-    ais_from_prior, importance_sampling, simulate, AisConfig, HmcConfig, IsConfig, IsFlag, IsResult,
+    ais_from_prior, importance_sampling, simulate, AisConfig, IsConfig, IsFlag, IsResult,
 };
 
 /// The tensors here are small: one intra-op thread is fastest, and avoids OpenMP threads
@@ -36,8 +37,8 @@ fn setup() {
     tch::set_num_threads(1);
 }
 
-/// `k` proposal samples per image and `R` replicate groups, as issue 23 asks and
-/// as `IsConfig`'s default chooses for `k = 1000`.
+/// `k` proposal samples per image and `R` replicate groups, as `IsConfig`'s default chooses for
+/// `k = 1000`.
 const K: usize = 1000;
 const R: usize = 10;
 
@@ -421,15 +422,13 @@ impl AmortizedProposal for TwoRoots {
 /// prior, whose chains fall into both modes while the target is still broad, catches every
 /// image.
 ///
-/// The AIS run: 300 steps as the CLI's `--check-with-ais`, but 16 chains (not 4) and the HMC
-/// settings of the other tests (initial step 0.1, cap 3.0, 5 leapfrog steps; the CLI keeps the
-/// defaults, 0.01, 0.5 and 10). Measured on these 12 images over AIS seeds 0..20, when this
-/// test was written: the CLI's settings caught 195 of the 240 (seed, image) pairs (its step
-/// size starts at 0.01 and grows 2% a move, so the chains barely move for the first hundred of
-/// the 300 moves, and in 13 of the 240 AIS itself came out below IS); 4 chains with these HMC
-/// settings caught 234; 16 chains with them caught all 240, with
-/// `(AIS − IS) / combined se ≥ 4.2` against the threshold 2, so the check below does not pass by
-/// luck.
+/// The AIS run: [`AisConfig::is_check`], what the CLI's `--check-with-ais` runs (300 steps, 8
+/// chains, 5 leapfrog steps, initial step 0.1, cap 3.0). Measured on these 12 images over AIS
+/// seeds 0..20: these settings caught all 240 (seed, image) pairs; the original's HMC settings
+/// (initial step 0.01, cap 0.5, 10 leapfrog steps) with 4 chains, the same cost, caught 195 (the
+/// step size starts small and grows 2% a move, so the chains barely move for the first hundred
+/// of the 300 moves, and in 13 of the 240 AIS itself came out below IS); 16 chains caught all
+/// 240 with `(AIS − IS) / combined se ≥ 4.2` against the threshold 2.
 #[test]
 fn a_missed_mode_passes_the_weight_diagnostics_and_is_caught_by_ais() {
     setup();
@@ -450,18 +449,7 @@ fn a_missed_mode_passes_the_weight_diagnostics_and_is_caught_by_ais() {
         .map(|&x| model.log_integral(x, 1e-3, model.c / 2.0))
         .collect();
     let r = run_is(&model, &x, 41);
-    let ais_config = AisConfig {
-        num_chains: 16,
-        anneal_steps: 300,
-        hmc: HmcConfig {
-            leapfrog_steps: 5,
-            step_size: 0.1,
-            step_size_max: 3.0,
-            ..HmcConfig::default()
-        },
-        seed: 42,
-        ..AisConfig::default()
-    };
+    let ais_config = AisConfig::is_check(42);
     let a = ais_from_prior(&model, &x, &ais_config, &mut |_, _| {}).unwrap();
     let below = r.below_ais(&a).unwrap();
     for (i, &xv) in xs.iter().enumerate() {

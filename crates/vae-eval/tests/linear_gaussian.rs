@@ -704,7 +704,7 @@ fn a_misplaced_proposal_is_flagged_where_is_fails() {
     }
 }
 
-/// AIS's chains as replicates (issue: error bars that hold). With 16 chains of 300 steps from the
+/// AIS's chains as replicates. With 16 chains of 300 steps from the
 /// prior, the chain-spread error `log_px_mc_se` covers the actual error at its nominal rate, and
 /// no image is flagged; with 3-step chains, the chains disagree by more than a nat, and every
 /// image whose estimate is off by more than a nat is flagged.
