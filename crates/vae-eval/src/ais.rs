@@ -70,13 +70,29 @@
 //!
 //! Chains of a group of `G` examples are held as `[K, G, D]`: chain-major, like the original's
 //! `(K·B, D)` with row `c·B + b` (see [`crate::model`]). Each group re-seeds tch's generator from
-//! `(seed, direction, first example index)`.
+//! `(seed, direction, first_example + b0)`, where `b0` is the index in `x` of the group's first
+//! example and [`AisConfig::first_example`] that of `x`'s first example in the whole evaluation
+//! (0 unless the evaluation is split).
+//!
+//! # Sharding
+//!
+//! An evaluation of `B` examples may be split into contiguous slices `x[first..first + len]`
+//! run separately, each with `first_example = first`. Groups are formed from the start of the
+//! `x` passed in, so a slice whose `first` is a multiple of
+//! [`examples_per_group`](AisConfig::examples_per_group) has the groups of the whole run, with
+//! their seeds, and every example gets exactly the estimates it gets in the unsplit run. A slice
+//! starting elsewhere runs, but groups its examples differently: each group's random stream,
+//! and under [`StepSizeAdaptation::Global`] the step sizes its chains share, then differ from
+//! the whole run's, and so do the estimates (equally valid, not equal). For BDMC the caller
+//! simulates all `B` examples ([`crate::simulate`] draws them together) and slices `x` and
+//! `z_exact` alike; the forward and reverse runs both use `first_example`.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::checks::{check_finite, check_shape, num_examples, to_vec_f64};
 use crate::error::{bad, Error, Result};
+use crate::importance::check_first_example;
 use crate::model::{diag_normal_log_density, value_and_grad, AmortizedProposal, JointDensity};
 use crate::rng::{rng_guard, stream_seed, TAG_AIS_FORWARD, TAG_AIS_REVERSE};
 use crate::schedule::Schedule;
@@ -250,6 +266,22 @@ pub struct AisConfig {
     pub seed: u64,
     /// Keep every chain's final log-weight in [`AisResult::log_weights`] (`B × K` numbers).
     pub record_log_weights: bool,
+    /// The index, in the whole evaluation, of `x`'s first example: the noise of the group of
+    /// examples starting at `x`'s example `b0` is seeded by `(seed, first_example + b0)`, so a
+    /// slice evaluated with its offset gets exactly the estimates of the whole — when the slice
+    /// starts at a multiple of [`examples_per_group`](Self::examples_per_group) of the whole
+    /// evaluation. Elsewhere it groups examples differently from the whole run (other streams
+    /// and, under [`StepSizeAdaptation::Global`], other shared step sizes), and its estimates
+    /// differ (see [Sharding](self#sharding)). 0 (the default) for an evaluation that is not
+    /// split; `first_example + B` must fit in a `usize`. Left out of the JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_example: usize,
+}
+
+/// Whether a count is 0 (serde: leave [`AisConfig::first_example`] out of the JSON, so that the
+/// settings of an unsplit run read as before the field existed).
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for AisConfig {
@@ -263,6 +295,7 @@ impl Default for AisConfig {
             max_rows: 3200,
             seed: 0,
             record_log_weights: false,
+            first_example: 0,
         }
     }
 }
@@ -313,6 +346,11 @@ impl AisConfig {
 
     /// Examples annealed together: `⌊max_rows / num_chains⌋`, at least 1 once validated. The
     /// one statement of the grouping rule, for the run and for what a progress bar counts.
+    ///
+    /// Groups start at `x`'s first example, and each has its own random stream and (under
+    /// [`StepSizeAdaptation::Global`]) its own shared step size: an evaluation split into slices
+    /// reproduces the unsplit run's estimates exactly only when every slice starts at a
+    /// multiple of this number (see [`first_example`](Self::first_example)).
     pub fn examples_per_group(&self) -> usize {
         self.max_rows / self.num_chains
     }
@@ -633,6 +671,7 @@ pub(crate) fn run<M: AmortizedProposal + ?Sized>(
     progress: &mut Progress<'_>,
 ) -> Result<AisResult> {
     let b_total = num_examples(x)?;
+    check_first_example(config.first_example, b_total)?;
     let d = model.latent_dim();
     let k = config.num_chains;
     let direction = if z_exact.is_some() {
@@ -661,7 +700,8 @@ pub(crate) fn run<M: AmortizedProposal + ?Sized>(
             Direction::Forward => TAG_AIS_FORWARD,
             Direction::Reverse => TAG_AIS_REVERSE,
         };
-        tch::manual_seed(stream_seed(&[tag, config.seed, b0 as u64]));
+        let first = (config.first_example + b0) as u64;
+        tch::manual_seed(stream_seed(&[tag, config.seed, first]));
         let xs = x.f_narrow(0, b0 as i64, g as i64)?;
         let z0 = match z_exact {
             Some(z) => Some(z.f_narrow(0, b0 as i64, g as i64)?),
@@ -1249,5 +1289,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<AisConfig>(&json).unwrap(), cfg);
         assert!(serde_json::from_str::<AisConfig>(r#"{"chains": 8}"#).is_err());
         assert!(serde_json::from_str::<AisConfig>(r#"{"hmc": {"stepsize": 0.1}}"#).is_err());
+        // An unsplit run's settings are written as before the slice offset existed; a slice's
+        // offset is written and read back.
+        assert!(!json.contains("first_example"), "{json}");
+        let slice = AisConfig {
+            first_example: 9,
+            ..cfg
+        };
+        let json = serde_json::to_string(&slice).unwrap();
+        assert!(json.contains(r#""first_example":9"#), "{json}");
+        assert_eq!(serde_json::from_str::<AisConfig>(&json).unwrap(), slice);
     }
 }

@@ -41,6 +41,11 @@ pub struct BdmcResult {
 /// Draws `n` examples from the model: `z ~ p(z)` (`[n, D]`) and `x ~ p(x | z)` (`[n, ...]`), with
 /// tch's generator seeded from `seed` (holding [`crate::rng_guard`]). Returns `(x, z)`. Runs under
 /// [`tch::no_grad`].
+///
+/// The `n` examples are drawn together, from one stream: the first `m` of `simulate(model, n,
+/// seed)` are not `simulate(model, m, seed)`. A BDMC evaluation split into slices therefore
+/// simulates all `n` in every slice and passes its slice of `x` and `z` to [`bdmc()`] with
+/// [`AisConfig::first_example`] set.
 pub fn simulate<M: DataSimulator + ?Sized>(
     model: &M,
     n: usize,
@@ -69,6 +74,12 @@ pub fn simulate<M: DataSimulator + ?Sized>(
 /// `config.start` must be [`crate::AisStart::Prior`] or [`crate::AisStart::EncoderBase`]. The two
 /// runs use different random streams and adapt their step sizes independently. `progress(done,
 /// total)` counts the annealing steps of both runs together. Modes and seeding as [`crate::ais()`].
+///
+/// For a slice `x[first..first + len]` of a split evaluation (and the same slice of `z_exact`),
+/// set [`AisConfig::first_example`] to `first`: both runs seed their groups from it, so with
+/// `first` a multiple of [`AisConfig::examples_per_group`] the slice's bounds and gaps per
+/// example are those of the unsplit run (see [Sharding](mod@crate::ais#sharding)). Simulate the
+/// data of all slices at once ([`simulate`]).
 pub fn bdmc<M: AmortizedProposal + ?Sized>(
     model: &M,
     x: &Tensor,
