@@ -39,6 +39,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Estimate the log-likelihood of a trained run (IS, AIS or BDMC)
     Eval(EvalArgs),
+    /// Merge the shard summaries of `vae eval --shard I/N` into the summary, CSV and plot that
+    /// one unsharded `vae eval` writes
+    EvalMerge(EvalMergeArgs),
     /// One measured phase of `cargo xtask bench` (JSON out)
     #[command(hide = true)]
     Bench(BenchArgs),
@@ -136,6 +139,12 @@ pub struct EvalArgs {
     /// NLL with their IS estimates replaced, beside the IS one
     #[arg(long)]
     pub reestimate_flagged: bool,
+    /// Evaluate only the I-th of N contiguous slices of the images (1 <= I <= N; for AIS and
+    /// BDMC cut at whole groups of images that share a step size), writing
+    /// DIR/shards/eval-<method>-<split>/shard-I-of-N.json unless --out says otherwise; each
+    /// image gets the estimate an unsharded run gives it. `vae eval-merge` joins the shards
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
     /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200)
     #[arg(long, value_enum, default_value = "batched")]
@@ -149,6 +158,58 @@ pub struct EvalArgs {
     /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `--shard I/N`: the `index`-th (from 1) of `count` slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// `I`, from 1 to `count`.
+    pub index: usize,
+    /// `N`, at least 1.
+    pub count: usize,
+}
+
+/// Parses `I/N` with `1 <= I <= N`.
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let bad = || format!("`{s}` is not I/N with 1 <= I <= N (e.g. 2/8)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let index: usize = i.trim().parse().map_err(|_| bad())?;
+    let count: usize = n.trim().parse().map_err(|_| bad())?;
+    if index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
+}
+
+impl Shard {
+    /// The slice `(first, len)` of `n` images that this shard evaluates: the images are cut
+    /// into `⌈n / align⌉` units of `align` (the last may be shorter), and shard `I` takes the
+    /// units `⌊(I−1)·U/N⌋ .. ⌊I·U/N⌋`. Errors when a shard would be empty.
+    pub fn slice(&self, n: usize, align: usize) -> Result<(usize, usize), String> {
+        let align = align.max(1);
+        let units = n.div_ceil(align);
+        if self.count > units {
+            return Err(format!(
+                "--shard {}/{}: {n} images make only {units} unit(s) of {align} image(s) (AIS                  and BDMC cut at whole groups of images that share a step size), so some of                  {} shards would be empty; use at most {units} shards",
+                self.index, self.count, self.count
+            ));
+        }
+        let unit = |i: usize| ((i * units / self.count) * align).min(n);
+        let first = unit(self.index - 1);
+        Ok((first, unit(self.index) - first))
+    }
+}
+
+/// `vae eval-merge`
+#[derive(Debug, Args)]
+pub struct EvalMergeArgs {
+    /// Shard summaries (shard-I-of-N.json) or folders holding them
+    #[arg(required = true, value_name = "SHARD")]
+    pub shards: Vec<PathBuf>,
+    /// Folder for the merged eval-<method>-<split>.json, .csv and .png [default: the run folder
+    /// the shards evaluated]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Which AIS chains share an adapted HMC step size.

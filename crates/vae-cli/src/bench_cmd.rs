@@ -223,6 +223,7 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
         seed: 0,
         passes: IsPasses::Batched,
         replicates: None,
+        first_example: 0,
     };
     // Warm-up at every shape of the timed run (allocator, kernels' first use, on a GPU lazy
     // module loading and cuBLAS heuristics, all paid per new shape), not at a smaller one.

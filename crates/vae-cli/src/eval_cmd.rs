@@ -9,7 +9,8 @@ use tch::Tensor;
 use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
 use vae_io::results::{
     write_csv, AisCheck, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate,
-    EvalSummary, IsEstimate, IsRow, IwaePoint, Reestimate, BDMC_SIMULATED_DATA,
+    EvalSummary, IsEstimate, IsRow, IwaePoint, Reestimate, ShardInfo, ShardProgress,
+    BDMC_SIMULATED_DATA,
 };
 use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 
@@ -23,6 +24,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let run = RunDir::new(args.run.clone());
     let cfg = RunConfig::load(&run.config(), &[])
         .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
+    if args.reestimate_flagged && args.shard.is_some() {
+        bail!(
+            "--reestimate-flagged with --shard: the flagged images of different shards would \
+             share AIS step sizes differently than in one run, so the merged re-estimate would \
+             not be the unsharded one; re-estimate after merging, or run --method ais sharded"
+        );
+    }
     for (set, flag) in [
         (args.check_with_ais, "--check-with-ais"),
         (args.reestimate_flagged, "--reestimate-flagged"),
@@ -55,6 +63,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let vae = ck.load_vae(device)?;
+    let ck_checksum = ck.checksum();
     let data = load_dataset(&cfg.data, args.data_dir.clone())?;
     let split = evaluation_split(&data, &cfg.experiment(), args.split);
     drop(data);
@@ -63,6 +72,32 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("the {:?} split is empty: nothing to evaluate", args.split);
     }
     let model = VaeLatentModel::new(&vae, device);
+    // The images this process evaluates: all n, or a shard's slice of them. AIS cuts at whole
+    // groups of images (they share an adapted step size), so that each image gets the estimate
+    // an unsharded run gives it; so does IS with its AIS check.
+    let align = match args.method {
+        // Whole model calls too, whose f32 rounding can depend on their row count.
+        EvalMethod::Is => {
+            // Checked first: the shapes below divide by its sizes.
+            let config = is_config(&args);
+            config.validate()?;
+            let call = config.resolved(&model).chunk_shape().0;
+            if args.check_with_ais {
+                lcm(call, AisConfig::is_check(0).examples_per_group())
+            } else {
+                call
+            }
+        }
+        EvalMethod::Ais | EvalMethod::Bdmc => {
+            let config = ais_config(&args, AisStart::Prior);
+            config.validate()?;
+            config.examples_per_group()
+        }
+    };
+    let (first, len) = match args.shard {
+        Some(s) => s.slice(n, align).map_err(anyhow::Error::msg)?,
+        None => (0, n),
+    };
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template(
@@ -71,44 +106,62 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
+    let method = format!("{:?}", args.method).to_lowercase();
+    let split_name = format!("{:?}", args.split).to_lowercase();
+    let out = args.out.clone().unwrap_or_else(|| match args.shard {
+        Some(s) => run.eval_shard(&method, &split_name, s.index, s.count),
+        None => run.eval_summary(&method, &split_name),
+    });
+    // A shard reports its progress in a file too, for the driver of a sharded evaluation.
+    let progress_file = args.shard.map(|_| ShardProgress::path_for(&out));
+    let started = Instant::now();
+    let mut last_write: Option<Instant> = None;
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
+        if let Some(p) = &progress_file {
+            if last_write.is_none_or(|t| t.elapsed().as_secs_f64() >= 2.0) || done == total {
+                last_write = Some(Instant::now());
+                let state = ShardProgress {
+                    done,
+                    total,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                // Progress is a convenience: a failed write must not stop the estimate.
+                let _ = state.write(p);
+            }
+        }
     };
-    let method = format!("{:?}", args.method).to_lowercase();
-    let split_name = format!("{:?}", args.split).to_lowercase();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| run.eval_summary(&method, &split_name));
     // Make the output folder before the (long) estimation, so that a bad --out fails first.
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("--out {}: creating {}", out.display(), parent.display()))?;
     }
+    let n_all = n;
+    let n = len;
     bar.set_message(format!("{method} on {n} images"));
     let start = Instant::now();
     let mut plot = None;
+    // IS: each image's IWAE-curve values, which a shard passes on to the merge.
+    let mut iwae_log_px = Vec::new();
     let (estimate, rows): (Estimate, Rows) = match args.method {
         EvalMethod::Is => {
             let config = IsConfig {
-                num_samples: args.k,
-                // None: the model's activation estimate sizes the calls (vae-model's cost).
-                max_rows: args.max_rows,
-                seed: args.seed,
-                passes: match args.passes {
-                    IsPassesArg::Batched => IsPasses::Batched,
-                    IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
-                },
-                replicates: args.replicates,
+                first_example: first,
+                ..is_config(&args)
             };
-            let x = split.to_tensor(n, device);
+            let x = split
+                .to_tensor(first + n, device)
+                .narrow(0, first as i64, n as i64);
             let r = vae_eval::importance_sampling(&model, &x, &config, &mut progress)?;
             // An independent lower bound per image: IS far below it missed posterior mass that
             // its weights cannot show.
             let check = if args.check_with_ais {
                 bar.set_message(format!("AIS check on {n} images"));
-                let ais_config = AisConfig::is_check(args.seed);
+                let ais_config = AisConfig {
+                    first_example: first,
+                    ..AisConfig::is_check(args.seed)
+                };
                 Some(vae_eval::ais(&model, &x, &ais_config, &mut progress)?)
             } else {
                 None
@@ -169,7 +222,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             });
             let rows = (0..r.num_examples)
                 .map(|i| IsRow {
-                    index: i,
+                    index: first + i,
                     log_px: r.log_px[i],
                     log_px_stderr: r.log_px_stderr[i],
                     elbo: r.elbo[i],
@@ -211,22 +264,31 @@ pub fn run(args: EvalArgs) -> Result<()> {
             });
             let title = format!("IWAE bound: {} {split_name}, {n} images", cfg.name);
             plot = Some(crate::iwae_plot::iwae_curve_png(&title, &r.iwae));
+            if args.shard.is_some() {
+                iwae_log_px = r.iwae_log_px.clone();
+            }
             (estimate, Rows::Is(rows))
         }
         EvalMethod::Ais | EvalMethod::Bdmc => {
-            let config = ais_config(
-                &args,
-                match args.start {
-                    EvalStart::Prior => AisStart::Prior,
-                    EvalStart::Base => AisStart::EncoderBase,
-                    EvalStart::Posterior => AisStart::FlowPosterior,
-                },
-            );
+            let config = AisConfig {
+                first_example: first,
+                ..ais_config(
+                    &args,
+                    match args.start {
+                        EvalStart::Prior => AisStart::Prior,
+                        EvalStart::Base => AisStart::EncoderBase,
+                        EvalStart::Posterior => AisStart::FlowPosterior,
+                    },
+                )
+            };
             if args.method == EvalMethod::Ais {
-                let r = vae_eval::ais(&model, &split.to_tensor(n, device), &config, &mut progress)?;
+                let x = split
+                    .to_tensor(first + n, device)
+                    .narrow(0, first as i64, n as i64);
+                let r = vae_eval::ais(&model, &x, &config, &mut progress)?;
                 let rows = (0..r.num_examples)
                     .map(|i| AisRow {
-                        index: i,
+                        index: first + i,
                         log_px: r.log_px[i],
                         log_px_stderr: r.log_px_stderr[i],
                         mean_log_weight: r.log_px_mean_log_weight[i],
@@ -258,11 +320,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 (estimate, Rows::Ais(rows))
             } else {
                 // BDMC needs data whose latent is known: simulate it from the model.
-                let (x, z) = vae_eval::simulate(&model, n, args.seed)?;
+                // All the images are simulated at once from the seed, then sliced: every
+                // shard sees the data of the unsharded run.
+                let (x, z) = vae_eval::simulate(&model, n_all, args.seed)?;
+                let (x, z) = (
+                    x.narrow(0, first as i64, n as i64),
+                    z.narrow(0, first as i64, n as i64),
+                );
                 let r = vae_eval::bdmc(&model, &x, &z, &config, &mut progress)?;
                 let rows = (0..r.gap_per_example.len())
                     .map(|i| BdmcRow {
-                        index: i,
+                        index: first + i,
                         forward_log_px: r.forward.log_px[i],
                         reverse_log_px: r.reverse.log_px[i],
                         gap: r.gap_per_example[i],
@@ -289,6 +357,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
         wall_seconds: seconds,
         ms_per_image: seconds * 1e3 / n as f64,
         estimate,
+        shard: args.shard.map(|s| ShardInfo {
+            index: s.index,
+            count: s.count,
+            first_image: first,
+            total_images: n_all,
+            run: args.run.display().to_string(),
+            run_name: cfg.name.clone(),
+            checkpoint_checksum: ck_checksum,
+            iwae_log_px,
+        }),
+        shards: None,
     };
     summary.write(&out)?;
     let csv = out.with_extension("csv");
@@ -364,6 +443,33 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => println!("wrote {} and {}", out.display(), csv.display()),
     }
     Ok(())
+}
+
+/// The IS settings of the flags.
+fn is_config(args: &EvalArgs) -> IsConfig {
+    IsConfig {
+        num_samples: args.k,
+        // None: the model's activation estimate sizes the calls (vae-model's cost).
+        max_rows: args.max_rows,
+        seed: args.seed,
+        passes: match args.passes {
+            IsPassesArg::Batched => IsPasses::Batched,
+            IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
+        },
+        replicates: args.replicates,
+        first_example: 0,
+    }
+}
+
+/// The least common multiple of two positive counts.
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b).max(1) * b
 }
 
 /// The AIS settings of the AIS/BDMC flags (`--steps`, `--chains`, ...), from `start`.

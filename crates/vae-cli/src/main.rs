@@ -11,6 +11,7 @@ mod args;
 mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
+mod eval_merge;
 mod iwae_plot;
 mod pictures;
 mod run_dir;
@@ -38,6 +39,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Data(cmd) => data_cmd::run(cmd),
         args::Command::Train(a) => train_cmd::run(a),
         args::Command::Eval(a) => eval_cmd::run(a),
+        args::Command::EvalMerge(a) => eval_merge::run(a),
         args::Command::Bench(a) => bench_cmd::run(a),
     }
 }

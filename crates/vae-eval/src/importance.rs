@@ -264,6 +264,11 @@ pub struct IsResult {
     /// The IWAE-bound curve for `k' = 1, 10, 100, …` below `k`, and `k` itself, all from the
     /// first `k'` samples of the same draw.
     pub iwae: Vec<IwaePoint>,
+    /// Each example's `log p̂_k'(x)` behind each point of [`iwae`](Self::iwae) (outer: the
+    /// points, inner: the examples in the order of `x`), nats: what a merge of shards needs to
+    /// recompute the curve's means and standard errors.
+    #[serde(default)]
+    pub iwae_log_px: Vec<Vec<f64>>,
     /// `log p̂(x) = log (1/k) Σ_j w_j(x)` per example, in the order of `x`.
     pub log_px: Vec<f64>,
     /// Delta-method Monte Carlo standard error of each `log p̂(x)`, `√((k/ESS − 1)/(k − 1))`
@@ -553,6 +558,7 @@ fn run<M: AmortizedProposal + ?Sized>(
         neg_elbo,
         neg_elbo_stderr,
         iwae,
+        iwae_log_px,
         log_px,
         log_px_stderr,
         elbo,

@@ -97,6 +97,14 @@ impl RunDir {
     pub fn eval_summary(&self, method: &str, split: &str) -> PathBuf {
         self.root.join(format!("eval-{method}-{split}.json"))
     }
+    /// `shards/eval-<method>-<split>/shard-I-of-N.json`, the shard summary `vae eval --shard
+    /// I/N` writes by default (its CSV beside it, as [`eval_summary`](Self::eval_summary)'s).
+    pub fn eval_shard(&self, method: &str, split: &str, index: usize, count: usize) -> PathBuf {
+        self.root
+            .join("shards")
+            .join(format!("eval-{method}-{split}"))
+            .join(format!("shard-{index}-of-{count}.json"))
+    }
 
     /// Reads `results.json` ([`TrainResults::read`]).
     pub fn read_results(&self) -> Result<TrainResults> {

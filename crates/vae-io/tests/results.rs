@@ -82,6 +82,8 @@ fn is_summary() -> EvalSummary {
             ],
             settings: json!({"max_rows": 20000, "num_samples": 5, "passes": "batched", "seed": 0}),
         }),
+        shard: None,
+        shards: None,
     }
 }
 
@@ -107,6 +109,8 @@ fn ais_summary() -> EvalSummary {
             },
             settings: json!({"num_chains": 2, "schedule": {"kind": "sigmoid", "radius": 4.0}}),
         }),
+        shard: None,
+        shards: None,
     }
 }
 
@@ -125,6 +129,8 @@ fn bdmc_summary() -> EvalSummary {
             settings: json!({"anneal_steps": 10}),
             data: BDMC_SIMULATED_DATA.into(),
         }),
+        shard: None,
+        shards: None,
     }
 }
 

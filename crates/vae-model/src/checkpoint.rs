@@ -30,6 +30,7 @@ pub struct Checkpoint {
     tensors: HashMap<String, Tensor>,
     config: ExperimentConfig,
     state: TrainState,
+    checksum: Option<u64>,
 }
 
 impl Checkpoint {
@@ -67,7 +68,8 @@ impl Checkpoint {
             serde_json::from_value(v["config"].clone()).map_err(|e| err(format!("config: {e}")))?;
         let state =
             serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
-        if let Some(stored) = v.get("checksum").and_then(|c| c.as_u64()) {
+        let checksum = v.get("checksum").and_then(|c| c.as_u64());
+        if let Some(stored) = checksum {
             let mut named: Vec<(&str, &Tensor)> = tensors
                 .iter()
                 .filter(|(k, _)| k.as_str() != "meta.json")
@@ -91,7 +93,15 @@ impl Checkpoint {
             tensors,
             config,
             state,
+            checksum,
         })
+    }
+
+    /// The checksum stored in the file and verified by [`read`](Self::read) (`None` for a
+    /// checkpoint written before checksums existed): it identifies the weights, e.g. to check
+    /// that the shards of one evaluation read the same checkpoint.
+    pub fn checksum(&self) -> Option<u64> {
+        self.checksum
     }
 
     /// The file it was read from.

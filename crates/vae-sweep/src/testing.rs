@@ -75,6 +75,8 @@ pub fn eval_is(nll: f64, stderr: f64, images: usize, wall_seconds: f64) -> EvalS
             }],
             settings: serde_json::json!({"num_samples": 100, "seed": 0}),
         }),
+        shard: None,
+        shards: None,
     }
 }
 

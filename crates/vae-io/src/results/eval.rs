@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::shard::{ShardInfo, ShardTime};
 use super::{from_value, nan_if_null, nans_if_null, parse_json, read_text, write_sorted_json};
 use crate::error::{Error, Result};
 
@@ -203,6 +204,12 @@ pub struct EvalSummary {
     /// `method` and the method's keys.
     #[serde(flatten)]
     pub estimate: Estimate,
+    /// A shard's summary (`vae eval --shard I/N`): which slice it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// A merged summary (`vae eval-merge`): the shards it came from, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<ShardTime>>,
 }
 
 /// The keys of [`EvalSummary`] outside the estimate.
@@ -215,14 +222,20 @@ struct Common {
     wall_seconds: f64,
     #[serde(deserialize_with = "nan_if_null")]
     ms_per_image: f64,
+    #[serde(default)]
+    shard: Option<ShardInfo>,
+    #[serde(default)]
+    shards: Option<Vec<ShardTime>>,
 }
 
-const COMMON_KEYS: [&str; 5] = [
+const COMMON_KEYS: [&str; 7] = [
     "split",
     "images",
     "checkpoint",
     "wall_seconds",
     "ms_per_image",
+    "shard",
+    "shards",
 ];
 
 impl EvalSummary {
@@ -317,6 +330,8 @@ impl EvalSummary {
             wall_seconds: common.wall_seconds,
             ms_per_image: common.ms_per_image,
             estimate,
+            shard: common.shard,
+            shards: common.shards,
         })
     }
 }

@@ -6,6 +6,8 @@
 //! | `metrics.jsonl` | [`EpochMetrics`], one line per epoch | after every epoch, rewritten atomically |
 //! | `eval-<method>-<split>.json` | [`EvalSummary`] (IS, AIS or BDMC) | by `vae eval` |
 //! | `eval-<method>-<split>.csv` | [`IsRow`], [`AisRow`] or [`BdmcRow`] ([`CsvRow`]) | by `vae eval` |
+//! | `shard-I-of-N.json` and `.csv` | the same, with a [`ShardInfo`] | by `vae eval --shard I/N` |
+//! | `shard-I-of-N.progress.json` | [`ShardProgress`] | while a shard runs |
 //!
 //! Every writer goes through [`crate::write_atomic`]: a reader sees the old file or the new
 //! one, never a part. Every reader returns [`Error::NotJson`], [`Error::BadKey`] or
@@ -19,6 +21,7 @@
 mod csv;
 mod eval;
 mod metrics;
+mod shard;
 mod train;
 
 pub use csv::{read_csv, write_csv, AisRow, BdmcRow, CsvRow, IsRow};
@@ -27,6 +30,7 @@ pub use eval::{
     Reestimate, BDMC_SIMULATED_DATA,
 };
 pub use metrics::{EpochMetrics, Progress};
+pub use shard::{ShardInfo, ShardProgress, ShardTime};
 pub use train::{SplitElbo, TrainResults};
 
 use std::path::Path;
