@@ -41,6 +41,16 @@ pub enum Error {
     /// The requested combination of options is not supported.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A TorchScript module ([`crate::torchscript`]) cannot be loaded or breaks the interface.
+    #[error("{}: method `{method}`: {reason}", path.display())]
+    Module {
+        /// The module file.
+        path: std::path::PathBuf,
+        /// The method at fault, or what was being done (`(loading)`).
+        method: String,
+        /// What was wrong, with the shapes expected and seen.
+        reason: String,
+    },
     /// A tensor operation failed (device unavailable, out of memory).
     #[error("tensor error: {0}")]
     Tch(#[from] tch::TchError),

@@ -15,6 +15,7 @@ pub mod psis;
 mod rng;
 pub mod schedule;
 pub mod stats;
+pub mod torchscript;
 
 pub use ais::{
     ais, ais_from_prior, reverse_ais, reverse_ais_from_prior, AisConfig, AisFlag, AisResult,
