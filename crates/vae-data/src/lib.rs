@@ -2,6 +2,7 @@
 //! splits, reproducible binarization and mini-batches as tch tensors.
 #![doc = include_str!("../README.md")]
 
+pub mod array_file;
 pub mod batches;
 pub mod binarize;
 pub mod dataset;
