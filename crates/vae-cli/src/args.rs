@@ -73,8 +73,33 @@ pub enum EvalStart {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run folder written by `vae train`
-    #[arg(long, value_name = "DIR")]
-    pub run: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub run: Option<PathBuf>,
+    /// A TorchScript module to evaluate instead of a run: methods log_likelihood(x, z), and
+    /// optionally log_prior(z), sample_prior(n), propose(x, k) (for IS), sample_data(z) (for
+    /// BDMC); see the README's "Evaluate your own model"
+    #[arg(long, value_name = "FILE.pt", requires = "data")]
+    pub model: Option<PathBuf>,
+    /// With --model: the examples, a .npy (float32, float64 or uint8), .safetensors (tensor `x`
+    /// or the only one) or IDX file of shape [N, ...]
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub data: Option<PathBuf>,
+    /// With --model: binarize the data once (x = 1 with probability x, drawn from
+    /// --binarize-seed, as flowvae's fixed splits), or take them as they are
+    #[arg(long, value_enum, default_value = "none", requires = "model")]
+    pub binarize: BinarizeArg,
+    /// With --model --binarize fixed: the binarization's seed (recorded in the summary)
+    #[arg(long, default_value_t = 0, requires = "model")]
+    pub binarize_seed: u64,
+    /// With --model: the latent size, when the module's sample_prior or propose cannot tell it
+    /// (checked against them when they can)
+    #[arg(long, requires = "model")]
+    pub latent_dim: Option<i64>,
     /// Which checkpoint: best or last
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
@@ -210,6 +235,15 @@ pub struct EvalMergeArgs {
     /// the shards evaluated]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `vae eval --model --binarize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BinarizeArg {
+    /// Bernoulli draws, once, from --binarize-seed
+    Fixed,
+    /// The values as they are
+    None,
 }
 
 /// Which AIS chains share an adapted HMC step size.

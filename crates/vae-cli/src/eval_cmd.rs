@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Tensor;
-use vae_eval::{AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, StepSizeAdaptation};
+use vae_eval::{
+    AisConfig, AisStart, HmcConfig, IsConfig, IsPasses, LatentModel, StepSizeAdaptation,
+};
 use vae_io::results::{
     write_csv, AisCheck, AisEstimate, AisRow, AisTrace, BdmcEstimate, BdmcRow, Estimate,
     EvalSummary, IsEstimate, IsRow, IwaePoint, Reestimate, ShardInfo, ShardProgress,
@@ -19,11 +21,8 @@ use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
 use crate::train_cmd::{device, load_dataset, set_threads};
 
-/// `vae eval`: the checkpoint's model alone (no trainer, no optimizer) on the split's images.
+/// `vae eval`: a run's checkpoint (`--run`) or a TorchScript module (`--model`) on its images.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let run = RunDir::new(args.run.clone());
-    let cfg = RunConfig::load(&run.config(), &[])
-        .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
     if args.reestimate_flagged && args.shard.is_some() {
         bail!(
             "--reestimate-flagged with --shard: the flagged images of different shards would \
@@ -44,6 +43,44 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let device = device(&args.device)?;
     set_threads(args.threads)?;
+    match &args.model {
+        Some(path) => crate::eval_module::run(&args, path, device),
+        None => run_checkpoint(&args, device),
+    }
+}
+
+/// What is evaluated and how its outputs are named, whatever it was loaded from.
+pub(crate) struct Target {
+    /// The examples, `[n, ...]`, on the device.
+    pub x: Tensor,
+    /// The model's name, for the plot's title.
+    pub name: String,
+    /// The summary's `split`: the split's name, or the data file.
+    pub split: String,
+    /// The summary's `checkpoint`: `best`/`last`, or the module file.
+    pub checkpoint: String,
+    /// The checkpoint's checksum (shards compare it).
+    pub checksum: Option<u64>,
+    /// The run folder or module file, as given.
+    pub run: String,
+    /// Where the summary goes without `--out`: for a shard `(index, count)`, or the whole.
+    pub default_out: DefaultOut,
+}
+
+/// Where a summary goes without `--out`: for shard `(I, N)`, or the whole evaluation.
+pub(crate) type DefaultOut = Box<dyn Fn(Option<(usize, usize)>) -> std::path::PathBuf>;
+
+/// `vae eval --run DIR`: the checkpoint's model alone (no trainer, no optimizer) on the split's
+/// images.
+fn run_checkpoint(args: &EvalArgs, device: tch::Device) -> Result<()> {
+    let Some(run_path) = args.run.clone() else {
+        bail!(
+            "give a run folder (--run DIR) or a TorchScript module (--model FILE.pt --data FILE)"
+        );
+    };
+    let run = RunDir::new(run_path.clone());
+    let cfg = RunConfig::load(&run.config(), &[])
+        .with_context(|| format!("--run {}: reading the run's config", run.root.display()))?;
     let ck = run.checkpoint(&args.checkpoint);
     if !ck.exists() {
         bail!(
@@ -63,7 +100,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let vae = ck.load_vae(device)?;
-    let ck_checksum = ck.checksum();
     let data = load_dataset(&cfg.data, args.data_dir.clone())?;
     let split = evaluation_split(&data, &cfg.experiment(), args.split);
     drop(data);
@@ -72,6 +108,39 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("the {:?} split is empty: nothing to evaluate", args.split);
     }
     let model = VaeLatentModel::new(&vae, device);
+    let method = format!("{:?}", args.method).to_lowercase();
+    let split_name = format!("{:?}", args.split).to_lowercase();
+    let target = Target {
+        x: split.to_tensor(n, device),
+        name: cfg.name.clone(),
+        split: split_name.clone(),
+        checkpoint: args.checkpoint.clone(),
+        checksum: ck.checksum(),
+        run: run_path.display().to_string(),
+        default_out: Box::new(move |shard| match shard {
+            Some((i, n)) => run.eval_shard(&method, &split_name, i, n),
+            None => run.eval_summary(&method, &split_name),
+        }),
+    };
+    evaluate(args, &model, &target, &|| None)
+}
+
+/// Runs the chosen estimator on `target`'s examples and writes the summary, CSV and plot.
+/// `failure` says why the model failed, when it can (a TorchScript module's own message).
+pub(crate) fn evaluate<M: LatentModel>(
+    args: &EvalArgs,
+    model: &M,
+    target: &Target,
+    failure: &dyn Fn() -> Option<String>,
+) -> Result<()> {
+    evaluate_inner(args, model, target).map_err(|e| match failure() {
+        Some(f) => e.context(f),
+        None => e,
+    })
+}
+
+fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -> Result<()> {
+    let n = target.x.size()[0] as usize;
     // The images this process evaluates: all n, or a shard's slice of them. AIS cuts at whole
     // groups of images (they share an adapted step size), so that each image gets the estimate
     // an unsharded run gives it; so does IS with its AIS check.
@@ -79,9 +148,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         // Whole model calls too, whose f32 rounding can depend on their row count.
         EvalMethod::Is => {
             // Checked first: the shapes below divide by its sizes.
-            let config = is_config(&args);
+            let config = is_config(args);
             config.validate()?;
-            let call = config.resolved(&model).chunk_shape().0;
+            let call = config.resolved(model).chunk_shape().0;
             if args.check_with_ais {
                 lcm(call, AisConfig::is_check(0).examples_per_group())
             } else {
@@ -89,7 +158,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             }
         }
         EvalMethod::Ais | EvalMethod::Bdmc => {
-            let config = ais_config(&args, AisStart::Prior);
+            let config = ais_config(args, AisStart::Prior);
             config.validate()?;
             config.examples_per_group()
         }
@@ -107,11 +176,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let method = format!("{:?}", args.method).to_lowercase();
-    let split_name = format!("{:?}", args.split).to_lowercase();
-    let out = args.out.clone().unwrap_or_else(|| match args.shard {
-        Some(s) => run.eval_shard(&method, &split_name, s.index, s.count),
-        None => run.eval_summary(&method, &split_name),
-    });
+    let split_name = target.split.clone();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| (target.default_out)(args.shard.map(|s| (s.index, s.count))));
     // A shard reports its progress in a file too, for the driver of a sharded evaluation.
     let progress_file = args.shard.map(|_| ShardProgress::path_for(&out));
     let started = Instant::now();
@@ -148,12 +217,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalMethod::Is => {
             let config = IsConfig {
                 first_example: first,
-                ..is_config(&args)
+                ..is_config(args)
             };
-            let x = split
-                .to_tensor(first + n, device)
-                .narrow(0, first as i64, n as i64);
-            let r = vae_eval::importance_sampling(&model, &x, &config, &mut progress)?;
+            let x = target.x.narrow(0, first as i64, n as i64);
+            let r = vae_eval::importance_sampling(model, &x, &config, &mut progress)?;
             // An independent lower bound per image: IS far below it missed posterior mass that
             // its weights cannot show.
             let check = if args.check_with_ais {
@@ -162,7 +229,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     first_example: first,
                     ..AisConfig::is_check(args.seed)
                 };
-                Some(vae_eval::ais(&model, &x, &ais_config, &mut progress)?)
+                Some(vae_eval::ais(model, &x, &ais_config, &mut progress)?)
             } else {
                 None
             };
@@ -185,15 +252,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let flagged: Vec<usize> = (0..n).filter(|&i| !flags[i].is_empty()).collect();
             // The flagged images again, by the full AIS of the AIS flags, from the prior: the
             // estimator that needs no proposal.
-            let full_config = ais_config(&args, AisStart::Prior);
+            let full_config = ais_config(args, AisStart::Prior);
             let full = if args.reestimate_flagged && !flagged.is_empty() {
                 bar.set_message(format!(
                     "AIS re-estimate of {} flagged images",
                     flagged.len()
                 ));
                 let index: Vec<i64> = flagged.iter().map(|&i| i as i64).collect();
-                let xf = x.index_select(0, &Tensor::from_slice(&index).to_device(device));
-                Some(vae_eval::ais(&model, &xf, &full_config, &mut progress)?)
+                let xf = x.index_select(0, &Tensor::from_slice(&index).to_device(x.device()));
+                Some(vae_eval::ais(model, &xf, &full_config, &mut progress)?)
             } else {
                 None
             };
@@ -262,7 +329,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     .collect(),
                 settings: serde_json::to_value(&r.config)?,
             });
-            let title = format!("IWAE bound: {} {split_name}, {n} images", cfg.name);
+            let title = format!("IWAE bound: {} {split_name}, {n} images", target.name);
             plot = Some(crate::iwae_plot::iwae_curve_png(&title, &r.iwae));
             if args.shard.is_some() {
                 iwae_log_px = r.iwae_log_px.clone();
@@ -273,7 +340,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let config = AisConfig {
                 first_example: first,
                 ..ais_config(
-                    &args,
+                    args,
                     match args.start {
                         EvalStart::Prior => AisStart::Prior,
                         EvalStart::Base => AisStart::EncoderBase,
@@ -282,10 +349,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 )
             };
             if args.method == EvalMethod::Ais {
-                let x = split
-                    .to_tensor(first + n, device)
-                    .narrow(0, first as i64, n as i64);
-                let r = vae_eval::ais(&model, &x, &config, &mut progress)?;
+                let x = target.x.narrow(0, first as i64, n as i64);
+                let r = vae_eval::ais(model, &x, &config, &mut progress)?;
                 let rows = (0..r.num_examples)
                     .map(|i| AisRow {
                         index: first + i,
@@ -322,12 +387,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 // BDMC needs data whose latent is known: simulate it from the model.
                 // All the images are simulated at once from the seed, then sliced: every
                 // shard sees the data of the unsharded run.
-                let (x, z) = vae_eval::simulate(&model, n_all, args.seed)?;
+                let (x, z) = vae_eval::simulate(model, n_all, args.seed)?;
                 let (x, z) = (
                     x.narrow(0, first as i64, n as i64),
                     z.narrow(0, first as i64, n as i64),
                 );
-                let r = vae_eval::bdmc(&model, &x, &z, &config, &mut progress)?;
+                let r = vae_eval::bdmc(model, &x, &z, &config, &mut progress)?;
                 let rows = (0..r.gap_per_example.len())
                     .map(|i| BdmcRow {
                         index: first + i,
@@ -353,7 +418,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let summary = EvalSummary {
         split: split_name,
         images: n,
-        checkpoint: args.checkpoint.clone(),
+        checkpoint: target.checkpoint.clone(),
         wall_seconds: seconds,
         ms_per_image: seconds * 1e3 / n as f64,
         estimate,
@@ -362,9 +427,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             count: s.count,
             first_image: first,
             total_images: n_all,
-            run: args.run.display().to_string(),
-            run_name: cfg.name.clone(),
-            checkpoint_checksum: ck_checksum,
+            run: target.run.clone(),
+            run_name: target.name.clone(),
+            checkpoint_checksum: target.checksum,
             iwae_log_px,
         }),
         shards: None,
@@ -446,7 +511,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// The IS settings of the flags.
-fn is_config(args: &EvalArgs) -> IsConfig {
+pub(crate) fn is_config(args: &EvalArgs) -> IsConfig {
     IsConfig {
         num_samples: args.k,
         // None: the model's activation estimate sizes the calls (vae-model's cost).

@@ -12,6 +12,7 @@ mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod eval_merge;
+mod eval_module;
 mod iwae_plot;
 mod pictures;
 mod run_dir;

@@ -323,12 +323,23 @@ impl TorchScriptModel {
 /// The libtorch version these bindings link (docs/TOOLCHAIN.md).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
 
+/// libtorch's message, shortened: for an error raised inside the module, the Python error line
+/// (`RuntimeError: ...`) and where in the module's source it came from; else the first line.
 fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string()
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let first = lines.first().copied().unwrap_or("").to_string();
+    if !s.contains("TorchScript interpreter") {
+        return first;
+    }
+    let reason = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Error: "))
+        .map_or(first, |l| l.to_string());
+    match lines.iter().rev().find(|l| l.starts_with("File ")) {
+        Some(place) => format!("{reason} ({place})"),
+        None => reason,
+    }
 }
 
 fn is_float(k: Kind) -> bool {
