@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,14 +25,14 @@ use crate::error::{Error, Result};
 use crate::plan::{Plan, RunState};
 
 /// Seconds between two `squeue` calls.
-const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 /// How long a task that left the queue may take for its files to show up (shared file systems
 /// cache attributes), before it counts as failed.
-const GRACE: Duration = Duration::from_secs(30);
+pub(crate) const GRACE: Duration = Duration::from_secs(30);
 
 /// Environment variables the tasks get from the submitting shell, written into the script so
 /// that resubmitting it by hand works the same.
-const PASSED_ENV: &[&str] = &["FLOWVAE_DATA", "FLOWVAE_CACHE"];
+pub(crate) const PASSED_ENV: &[&str] = &["FLOWVAE_DATA", "FLOWVAE_CACHE"];
 
 /// `<out>/slurm/sweep.sbatch`.
 pub fn script_path(plan: &Plan) -> PathBuf {
@@ -189,7 +189,7 @@ pub fn script(plan: &Plan, max_parallel: Option<usize>) -> String {
     s
 }
 
-fn require(tool: &'static str) -> Result<()> {
+pub(crate) fn require(tool: &'static str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
@@ -204,11 +204,22 @@ fn submit(plan: &Plan, indices: &[usize], max_parallel: Option<usize>) -> Result
         let _ = std::fs::remove_file(plan.out.join(format!("slurm/exit/{i}")));
     }
     let spec = array_spec(indices, max_parallel);
+    sbatch(
+        &script_path(plan),
+        &plan.root,
+        &spec,
+        &plan.out.join("slurm/jobs.json"),
+    )
+}
+
+/// `sbatch --parsable --array=SPEC SCRIPT`, run in `root`; the job id is returned and appended
+/// to `jobs_file` (`{"jobs": [...]}`), which a later invocation reads to follow the tasks.
+pub(crate) fn sbatch(script: &Path, root: &Path, spec: &str, jobs_file: &Path) -> Result<u64> {
     let out = Command::new("sbatch")
         .arg("--parsable")
         .arg(format!("--array={spec}"))
-        .arg(script_path(plan))
-        .current_dir(&plan.root)
+        .arg(script)
+        .current_dir(root)
         .output()
         .map_err(|error| Error::Start {
             program: "sbatch".into(),
@@ -217,7 +228,7 @@ fn submit(plan: &Plan, indices: &[usize], max_parallel: Option<usize>) -> Result
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(Error::SlurmFailed {
-            command: format!("sbatch --array={spec} {}", script_path(plan).display()),
+            command: format!("sbatch --array={spec} {}", script.display()),
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
@@ -230,15 +241,19 @@ fn submit(plan: &Plan, indices: &[usize], max_parallel: Option<usize>) -> Result
         .ok_or_else(|| Error::NoJobId {
             stdout: stdout.to_string(),
         })?;
-    let path = plan.out.join("slurm/jobs.json");
-    let mut jobs = read_jobs(plan);
+    let mut jobs = read_job_ids(jobs_file);
     jobs.push(id);
-    vae_io::write_json(&path, &serde_json::json!({ "jobs": jobs }))?;
+    vae_io::write_json(jobs_file, &serde_json::json!({ "jobs": jobs }))?;
     Ok(id)
 }
 
 fn read_jobs(plan: &Plan) -> Vec<u64> {
-    std::fs::read_to_string(plan.out.join("slurm/jobs.json"))
+    read_job_ids(&plan.out.join("slurm/jobs.json"))
+}
+
+/// The job ids [`sbatch`] recorded in `jobs_file`; none when it is missing or unreadable.
+pub(crate) fn read_job_ids(jobs_file: &Path) -> Vec<u64> {
+    std::fs::read_to_string(jobs_file)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| {
@@ -278,7 +293,7 @@ pub fn parse_squeue(text: &str) -> Vec<(u64, usize, String)> {
 }
 
 /// States in which a task has ended; anything else is waiting or running.
-fn ended(state: &str) -> bool {
+pub(crate) fn ended(state: &str) -> bool {
     matches!(
         state,
         "COMPLETED"
@@ -324,7 +339,7 @@ fn query(jobs: &[u64]) -> Result<BTreeMap<(u64, usize), String>> {
 }
 
 /// `query`, retried for a minute: a controller may be briefly unreachable.
-fn query_patiently(jobs: &[u64]) -> Result<BTreeMap<(u64, usize), String>> {
+pub(crate) fn query_patiently(jobs: &[u64]) -> Result<BTreeMap<(u64, usize), String>> {
     let start = Instant::now();
     loop {
         match query(jobs) {
