@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod eval;
 mod expand;
 mod file;
 pub mod local;
