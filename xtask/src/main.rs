@@ -11,6 +11,8 @@ use xtask::bootstrap::{self, Layout};
 use xtask::cargo;
 use xtask::sweep;
 
+mod eval;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "flowvae project automation")]
 struct Cli {
@@ -60,6 +62,33 @@ enum Cmd {
         #[arg(long)]
         vae: Option<PathBuf>,
     },
+    /// Evaluate a trained run as an eval file (configs/eval/*.json) says: each evaluation cut
+    /// into shards run here or as a Slurm array, resumably, then merged into the run folder's
+    /// eval-<method>-<split>.json/.csv as one unsharded `vae eval` writes them
+    Eval {
+        /// Eval file
+        file: PathBuf,
+        /// Where the shards execute
+        #[arg(long, value_enum, default_value = "local")]
+        backend: BackendArg,
+        /// Shards per evaluation [default: the file's `shards`; an evaluation's own `shards`
+        /// wins]
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Local: shards at a time [default: the file's `jobs`, else 1]. Slurm: most array tasks
+        /// of one evaluation at a time [default: no limit]
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Local: libtorch threads per shard [default: cores / jobs]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the shards, commands (and Slurm scripts) without starting anything
+        #[arg(long)]
+        dry_run: bool,
+        /// The `vae` binary the shards use, as it is [default: target/release/vae, built first]
+        #[arg(long)]
+        vae: Option<PathBuf>,
+    },
     /// Benchmark flowvae beside its PyTorch reference; writes BENCHMARKS.md and BENCHMARKS.json
     Bench {
         /// Few repeats and images on the heavy rows (a few minutes on 2 cores)
@@ -103,6 +132,15 @@ enum BackendArg {
     Slurm,
 }
 
+impl From<BackendArg> for vae_sweep::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Local => vae_sweep::Backend::Local,
+            BackendArg::Slurm => vae_sweep::Backend::Slurm,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +180,26 @@ fn run(cli: Cli) -> Result<()> {
                 vae,
             },
         ),
+        Cmd::Eval {
+            file,
+            backend,
+            shards,
+            jobs,
+            threads,
+            dry_run,
+            vae,
+        } => eval::run(
+            &root,
+            &file,
+            &eval::Options {
+                backend: backend.into(),
+                shards,
+                jobs,
+                threads,
+                dry_run,
+                vae,
+            },
+        ),
         Cmd::Bench {
             quick,
             device,
@@ -173,8 +231,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Runs the `#[ignore]`d tests whose needs this machine meets, and says which it leaves and
-/// why: the real-Slurm sweep (where `scripts/slurm-start.sh` can start Slurm: root with apt)
-/// and the PyTorch reference's ELBO (where `cargo xtask bench` installed an importable torch).
+/// why: the real-Slurm sweep and sharded evaluation (where `scripts/slurm-start.sh` can start
+/// Slurm: root with apt) and the PyTorch reference's ELBO (where `cargo xtask bench` installed
+/// an importable torch).
 fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Result<()> {
     let mut left = Vec::new();
     let slurm = std::process::Command::new("bash")
@@ -184,7 +243,9 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
     match slurm.status.code() {
         Some(0) => {
             // --workspace, as in the first pass: the same feature resolution, so nothing rebuilds.
-            let args = [&["test", "--workspace", "--test", "sweep_slurm"][..], extra];
+            // The sweep's and the sharded evaluation's tests on the real Slurm.
+            let tests = ["--test", "sweep_slurm", "--test", "eval_shards"];
+            let args = [&["test", "--workspace"][..], &tests, extra];
             cargo(root, &[&args.concat()[..], &["--", "--ignored"]].concat())?;
         }
         // 77: Slurm is absent and cannot be installed here (not root, or no apt).
@@ -196,7 +257,7 @@ fn ignored_tests(root: &std::path::Path, layout: &Layout, extra: &[&str]) -> Res
                 .last()
                 .unwrap_or("no reason given")
                 .to_string();
-            left.push(format!("sweep_slurm (needs Slurm: {why})"));
+            left.push(format!("sweep_slurm and eval_shards (need Slurm: {why})"));
         }
         _ => bail!(
             "scripts/slurm-start.sh failed ({}):\n{}",
