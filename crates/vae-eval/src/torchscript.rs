@@ -10,6 +10,7 @@
 //! | `log_prior(z)` | `[N, D]` → `[N]` | optional, default `N(0, I)` |
 //! | `sample_prior(n: int)` | → `[n, D]` | optional, default `N(0, I)` |
 //! | `propose(x, k: int)` | → `(z [k, N, D], log q(z | x) [k, N])` | importance sampling |
+//! | `propose_from_noise(x, eps)` | `eps` `[k, N, D]` standard normal → as `propose` | optional: IS with the estimator's noise |
 //! | `sample_data(z)` | `[N, D]` → `[N, ...]`: `x ~ p(x | z)` | BDMC |
 //!
 //! AIS and BDMC differentiate `log_likelihood` (and `log_prior`) in `z` through libtorch's
@@ -26,7 +27,11 @@
 //!
 //! A module's `propose` draws its own noise, from libtorch's global generator, which the
 //! estimators seed: results repeat for the same settings, but, unlike a native model's, the
-//! noise of an example depends on how the examples are chunked (`max_rows`).
+//! noise of an example depends on how the examples are chunked (`max_rows`). A module whose
+//! proposal is a reparameterised draw can export `propose_from_noise(x, eps)` instead (or as
+//! well): IS then passes it the noise it draws for each example from `(seed, index)`, exactly as
+//! for flowvae's own models, so the estimate of a model exported from flowvae equals the native
+//! one, and shards and chunking do not change it.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -47,6 +52,7 @@ pub struct TorchScriptModel {
     has_log_prior: bool,
     has_sample_prior: bool,
     has_propose: bool,
+    has_propose_from_noise: bool,
     has_sample_data: bool,
     /// The first failure of a method call during a run (the trait methods return no errors).
     failure: RefCell<Option<String>>,
@@ -199,6 +205,42 @@ impl TorchScriptModel {
                 format!("latent size {d}, expected ≥ 1"),
             ));
         }
+        let eps = Tensor::zeros([3, n, d], (Kind::Float, device));
+        let has_propose_from_noise = match call(
+            "propose_from_noise",
+            &[IValue::Tensor(x.shallow_clone()), IValue::Tensor(eps)],
+        )? {
+            Some(IValue::Tuple(v)) if v.len() == 2 => {
+                let mut v = v.into_iter();
+                let z = tensor("propose_from_noise", v.next().expect("two"), "z")?;
+                let lq = tensor("propose_from_noise", v.next().expect("two"), "log q")?;
+                check_float("propose_from_noise", &z, path)?;
+                check_float("propose_from_noise", &lq, path)?;
+                if z.size() != [3, n, d] || lq.size() != [3, n] {
+                    return Err(err(
+                        "propose_from_noise",
+                        format!(
+                            "propose_from_noise(x [{n}, ...], eps [3, {n}, {d}]) returned z {:?} \
+                             and log q {:?}, expected [3, {n}, {d}] and [3, {n}]",
+                            z.size(),
+                            lq.size()
+                        ),
+                    ));
+                }
+                check_finite("propose_from_noise", &lq, path)?;
+                true
+            }
+            Some(other) => {
+                return Err(err(
+                    "propose_from_noise",
+                    format!(
+                        "returned {}, expected a tuple (z [k, N, latent_dim], log q [k, N])",
+                        ivalue_kind(&other)
+                    ),
+                ))
+            }
+            None => false,
+        };
         let z = Tensor::zeros([n, d], (Kind::Float, device));
         let Some(ll) = call(
             "log_likelihood",
@@ -251,14 +293,16 @@ impl TorchScriptModel {
             has_log_prior,
             has_sample_prior,
             has_propose,
+            has_propose_from_noise,
             has_sample_data,
             failure: RefCell::new(None),
         })
     }
 
-    /// Whether the module has `propose` (importance sampling needs it).
+    /// Whether the module has `propose` or `propose_from_noise` (importance sampling needs
+    /// one).
     pub fn has_propose(&self) -> bool {
-        self.has_propose
+        self.has_propose || self.has_propose_from_noise
     }
 
     /// Whether the module has `sample_data` (BDMC needs it).
@@ -469,16 +513,25 @@ impl AmortizedProposal for TorchScriptModel {
         (zeros.shallow_clone(), zeros)
     }
 
-    /// `propose(x, k)` with `k` the number of noise rows of `eps` (the module draws its own).
+    /// `propose_from_noise(x, eps)` when the module has it, else `propose(x, k)` with `k` the
+    /// number of noise rows of `eps` (the module then draws its own).
     fn sample_posterior(&self, posterior: &TorchScriptPosterior, eps: &Tensor) -> (Tensor, Tensor) {
         let k = eps.size()[0];
         let b = posterior.x.size()[0];
         let d = self.latent_dim;
         let nan = |shape: &[i64]| Tensor::full(shape, f64::NAN, (Kind::Float, self.device));
         let want_z = [k, b, d];
+        let (method, second) = if self.has_propose_from_noise {
+            (
+                "propose_from_noise",
+                IValue::Tensor(eps.to_kind(Kind::Float)),
+            )
+        } else {
+            ("propose", IValue::Int(k))
+        };
         match self.module.method_is(
-            "propose",
-            &[IValue::Tensor(posterior.x.shallow_clone()), IValue::Int(k)],
+            method,
+            &[IValue::Tensor(posterior.x.shallow_clone()), second],
         ) {
             Ok(IValue::Tuple(v)) if v.len() == 2 => {
                 let mut v = v.into_iter();
@@ -493,7 +546,7 @@ impl AmortizedProposal for TorchScriptModel {
                     }
                     _ => {
                         self.fail(
-                            "propose",
+                            method,
                             format!("did not return (z {want_z:?}, log q [{k}, {b}]) floats"),
                         );
                         (nan(&want_z), nan(&[k, b]))
@@ -501,11 +554,11 @@ impl AmortizedProposal for TorchScriptModel {
                 }
             }
             Ok(other) => {
-                self.fail("propose", format!("returned {}", ivalue_kind(&other)));
+                self.fail(method, format!("returned {}", ivalue_kind(&other)));
                 (nan(&want_z), nan(&[k, b]))
             }
             Err(e) => {
-                self.fail("propose", first_line(&e.to_string()));
+                self.fail(method, first_line(&e.to_string()));
                 (nan(&want_z), nan(&[k, b]))
             }
         }

@@ -191,3 +191,26 @@ fn broken_modules_are_refused_with_the_method_and_the_reason() {
     assert!(!m.has_sample_data() && m.has_propose());
     assert_eq!(m.has_prior(), (false, false));
 }
+
+/// With `propose_from_noise`, IS hands the module the noise it draws for each example from
+/// `(seed, index)`: the estimates do not depend on how the examples are chunked (`max_rows`),
+/// exactly as for a native model. (The Bernoulli module has only `propose`, which draws its own.)
+#[test]
+fn propose_from_noise_makes_is_independent_of_chunking() {
+    tch::set_num_threads(1);
+    let (x, _) = answers("linear_gaussian");
+    let m = load("linear_gaussian.pt", &x);
+    let run = |max_rows: usize| {
+        let config = IsConfig {
+            num_samples: 200,
+            max_rows: Some(max_rows),
+            seed: 4,
+            ..IsConfig::default()
+        };
+        importance_sampling(&m, &x, &config, &mut |_, _| {}).unwrap()
+    };
+    let (a, b) = (run(200), run(3200));
+    for (p, q) in a.log_px.iter().zip(&b.log_px) {
+        assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+    }
+}
