@@ -103,7 +103,7 @@ pub enum Error {
         failed: Vec<String>,
     },
     /// What the sweep engine's pieces report (I/O, `vae`, Slurm commands).
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] crate::Error),
 }
 
