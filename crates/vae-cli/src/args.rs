@@ -215,7 +215,9 @@ impl Shard {
         let units = n.div_ceil(align);
         if self.count > units {
             return Err(format!(
-                "--shard {}/{}: {n} images make only {units} unit(s) of {align} image(s) (AIS                  and BDMC cut at whole groups of images that share a step size), so some of                  {} shards would be empty; use at most {units} shards",
+                "--shard {}/{}: {n} images make only {units} unit(s) of {align} image(s) (AIS \
+                 and BDMC cut at whole groups of images that share a step size), so some of \
+                 {} shards would be empty; use at most {units} shards",
                 self.index, self.count, self.count
             ));
         }

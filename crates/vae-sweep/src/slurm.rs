@@ -150,6 +150,8 @@ pub fn script(plan: &Plan, max_parallel: Option<usize>) -> String {
     s += "DIR=\"$OUT/$RUN\"\n";
     s += "mkdir -p \"$OUT/slurm/exit\"\n";
     s += "trap 'echo $? > \"$OUT/slurm/exit/$TASK\"' EXIT\n";
+    // Without it a task cancelled by scancel (SIGTERM) records exit status 0.
+    s += "trap 'exit 143' TERM\n";
     s += "echo \"task $TASK: run $RUN on $(hostname) with $THREADS threads\"\n";
     let device = sh_quote(&sw.device);
     let _ = write!(
