@@ -1,6 +1,7 @@
 //! `vae eval`: log-likelihood estimates of a trained run by IS, AIS or BDMC (vae-eval), with a
 //! progress bar, a JSON summary and a per-example CSV.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -498,8 +499,15 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
             );
         }
     }
-    match plot {
-        Some(_) => println!(
+    print_written(&out, &csv, plot.is_some().then_some(png.as_path()));
+    Ok(())
+}
+
+/// The "wrote ..." line of `vae eval` and `vae eval-merge`: the summary, the CSV and the plot
+/// when there is one.
+pub(crate) fn print_written(out: &Path, csv: &Path, png: Option<&Path>) {
+    match png {
+        Some(png) => println!(
             "wrote {}, {} and {}",
             out.display(),
             csv.display(),
@@ -507,7 +515,6 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
         ),
         None => println!("wrote {} and {}", out.display(), csv.display()),
     }
-    Ok(())
 }
 
 /// The IS settings of the flags.

@@ -136,15 +136,7 @@ pub fn run(args: EvalMergeArgs) -> Result<()> {
             ),
         }
     );
-    match plot {
-        Some(_) => println!(
-            "wrote {}, {} and {}",
-            out.display(),
-            csv.display(),
-            png.display()
-        ),
-        None => println!("wrote {} and {}", out.display(), csv.display()),
-    }
+    crate::eval_cmd::print_written(&out, &csv, plot.is_some().then_some(png.as_path()));
     Ok(())
 }
 
@@ -207,52 +199,48 @@ fn check_together(shards: &mut [Shard]) -> Result<()> {
     let first = &shards[0];
     let name = |s: &Shard| s.path.display().to_string();
     for s in shards.iter().skip(1) {
-        let differ = |what: &str, a: String, b: String| -> Result<()> {
-            if a != b {
-                bail!(
-                    "{} and {} are not shards of one evaluation: {what} {a} vs {b}",
-                    name(first),
-                    name(s)
-                );
-            }
-            Ok(())
-        };
-        differ("run", first.info.run.clone(), s.info.run.clone())?;
-        differ(
-            "checkpoint",
-            first.summary.checkpoint.clone(),
-            s.summary.checkpoint.clone(),
-        )?;
-        differ(
-            "checkpoint checksum",
-            format!("{:?}", first.info.checkpoint_checksum),
-            format!("{:?}", s.info.checkpoint_checksum),
-        )?;
-        differ(
-            "method",
-            first.summary.method().into(),
-            s.summary.method().into(),
-        )?;
-        differ(
-            "split",
-            first.summary.split.clone(),
-            s.summary.split.clone(),
-        )?;
-        differ(
-            "shard count N",
-            first.info.count.to_string(),
-            s.info.count.to_string(),
-        )?;
-        differ(
-            "images in the evaluation",
-            first.info.total_images.to_string(),
-            s.info.total_images.to_string(),
-        )?;
-        differ(
-            "settings",
-            unsharded_settings(first.summary.settings()).to_string(),
-            unsharded_settings(s.summary.settings()).to_string(),
-        )?;
+        let settings = |s: &Shard| unsharded_settings(s.summary.settings()).to_string();
+        let pairs = [
+            ("run", first.info.run.clone(), s.info.run.clone()),
+            (
+                "checkpoint",
+                first.summary.checkpoint.clone(),
+                s.summary.checkpoint.clone(),
+            ),
+            (
+                "checkpoint checksum",
+                format!("{:?}", first.info.checkpoint_checksum),
+                format!("{:?}", s.info.checkpoint_checksum),
+            ),
+            (
+                "method",
+                first.summary.method().into(),
+                s.summary.method().into(),
+            ),
+            (
+                "split",
+                first.summary.split.clone(),
+                s.summary.split.clone(),
+            ),
+            (
+                "shard count N",
+                first.info.count.to_string(),
+                s.info.count.to_string(),
+            ),
+            (
+                "images in the evaluation",
+                first.info.total_images.to_string(),
+                s.info.total_images.to_string(),
+            ),
+            ("settings", settings(first), settings(s)),
+        ];
+        if let Some((what, a, b)) = pairs.iter().find(|(_, a, b)| a != b) {
+            bail!(
+                "{} and {} are not shards of one evaluation: {what} {a} vs {b}",
+                name(first),
+                name(s)
+            );
+        }
     }
     let n = first.info.count;
     let mut seen: BTreeMap<usize, &Shard> = BTreeMap::new();
