@@ -17,17 +17,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// `vae eval --run RUN --out OUT --threads 1` plus `extra` (split at spaces).
 fn eval(data: &Path, run: &Path, out: &Path, extra: &str) -> std::process::Output {
-    let mut args = vec![
-        "eval",
-        "--run",
-        run.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--threads",
-        "1",
-    ];
-    args.extend(extra.split_whitespace());
-    vae(data, &args)
+    common::eval_run(data, run, out, extra)
 }
 
 /// [`eval`] that must succeed; returns the summary JSON.

@@ -12,17 +12,7 @@ use serde_json::Value;
 
 /// `vae eval --run RUN --out OUT --threads 1` plus `extra` (split at spaces); must succeed.
 fn eval(data: &Path, run: &Path, out: &Path, extra: &str) {
-    let mut args = vec![
-        "eval",
-        "--run",
-        run.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--threads",
-        "1",
-    ];
-    args.extend(extra.split_whitespace());
-    let o = vae(data, &args);
+    let o = common::eval_run(data, run, out, extra);
     assert!(o.status.success(), "{extra}: {}", stderr(&o));
 }
 

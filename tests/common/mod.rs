@@ -17,6 +17,21 @@ pub fn command(data: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `vae eval --run RUN --out OUT --threads 1` plus `extra` (split at spaces).
+pub fn eval_run(data: &Path, run: &Path, out: &Path, extra: &str) -> Output {
+    let mut args = vec![
+        "eval",
+        "--run",
+        run.to_str().expect("UTF-8 path"),
+        "--out",
+        out.to_str().expect("UTF-8 path"),
+        "--threads",
+        "1",
+    ];
+    args.extend(extra.split_whitespace());
+    vae(data, &args)
+}
+
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
