@@ -22,6 +22,7 @@ mod spec;
 use std::path::PathBuf;
 
 pub use plan::{EvalPlan, PlannedEval, ShardState};
+pub(crate) use spec::ShardCount;
 pub use spec::{EvalEntry, EvalFile, FileError, Method, MAX_SHARDS};
 
 use crate::Backend;
@@ -237,7 +238,7 @@ pub fn execute(plan: &EvalPlan, opts: &Options) -> Result<Report> {
                     );
                     merged.push(m);
                 }
-                Err(why) => failed.push(format!("the merge of {}: {why}", e.entry.name())),
+                Err(why) => failed.push(format!("the merge of {}: {why}", e.label)),
             }
         }
     }

@@ -483,6 +483,8 @@ pub(crate) struct RawEval {
     pub n: Option<UInt<1>>,
     #[serde(default, deserialize_with = "present")]
     pub args: Option<List<Text, ArgList>>,
+    #[serde(default, deserialize_with = "present")]
+    pub shards: Option<crate::eval::ShardCount>,
 }
 
 impl Described for RawEval {

@@ -95,19 +95,23 @@ impl Report {
 }
 
 /// Executes a plan: writes `plan.json`, brings every unfinished run to completion with the
-/// backend (`plan.vae` must exist), and writes the summary, also when runs failed (the
-/// [`Report`] lists them).
+/// backend (`plan.vae` must exist), evaluates the trained runs with the [`eval`] engine when the
+/// evaluation is sharded ([`Plan::sharded_evals`]), and writes the summary, also when runs
+/// failed (the [`Report`] lists them).
 pub fn execute(plan: &Plan, opts: &Options) -> Result<Report> {
     opts.check()?;
     std::fs::create_dir_all(&plan.out).map_err(Error::io("creating", &plan.out))?;
     plan.write_plan()?;
-    let failed = match opts.backend {
+    let mut failed = match opts.backend {
         Backend::Local => {
             let jobs = opts.jobs.or(plan.sweep.jobs).unwrap_or(1);
             local::run(plan, jobs, opts.threads)?
         }
         Backend::Slurm => slurm::run(plan, opts.jobs)?,
     };
+    if let Some(evals) = plan.sharded_evals() {
+        failed.extend(sharded_eval_stage(plan, &evals, opts));
+    }
     let summary = summary::write(plan)?;
     for p in &summary.problems {
         eprintln!("xtask: unreadable result file of {p}");
@@ -117,4 +121,53 @@ pub fn execute(plan: &Plan, opts: &Options) -> Result<Report> {
         total: plan.runs.len(),
         summary,
     })
+}
+
+/// The sharded evaluation stage: every trained, unevaluated run's evaluation through the
+/// [`eval`] engine on the sweep's backend (finished shards and merged evaluations are skipped,
+/// a failed shard is tried once more). Returns the runs left unevaluated, each with the reason.
+fn sharded_eval_stage(plan: &Plan, evals: &eval::EvalPlan, opts: &Options) -> Vec<String> {
+    if evals.evals.is_empty() {
+        return Vec::new();
+    }
+    eprintln!(
+        "xtask: sweep {}: evaluating {} trained run(s) in {} shards each",
+        plan.sweep.name,
+        evals.evals.len(),
+        evals.file.shards
+    );
+    let eval_opts = eval::Options {
+        backend: opts.backend,
+        jobs: match opts.backend {
+            Backend::Local => Some(opts.jobs.or(plan.sweep.jobs).unwrap_or(1)),
+            Backend::Slurm => opts.jobs,
+        },
+        threads: opts.threads,
+    };
+    let reasons = match eval::execute(evals, &eval_opts) {
+        Ok(report) => report.failed,
+        Err(e) => vec![e.to_string()],
+    };
+    let mut failed = Vec::new();
+    for r in &plan.runs {
+        let evaluated = evals.evals.iter().any(|e| e.run == plan.run_dir(r));
+        if evaluated && plan.state(r) != RunState::Complete {
+            let prefix = format!(" of {}: ", r.name);
+            let mine: Vec<&str> = reasons
+                .iter()
+                .filter(|w| w.contains(&prefix))
+                .map(String::as_str)
+                .collect();
+            let why = if mine.is_empty() {
+                reasons.join("; ")
+            } else {
+                mine.join("; ")
+            };
+            failed.push(format!(
+                "{} (its sharded evaluation did not finish: {why})",
+                r.name
+            ));
+        }
+    }
+    failed
 }

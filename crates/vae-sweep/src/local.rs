@@ -2,7 +2,8 @@
 //! threads, under one progress bar.
 //!
 //! Each worker thread takes the next run, brings it to [`RunState::Complete`] with `vae train`
-//! (new, resumed, or restarted when it died before its first checkpoint) and `vae eval`, and
+//! (new, resumed, or restarted when it died before its first checkpoint) and `vae eval` (unless
+//! the sweep's evaluation is sharded: then it comes after, in [`execute`](crate::execute)), and
 //! sends the outcome back. Ctrl-C reaches every `vae` process of the terminal's process group:
 //! each writes a checkpoint and exits, and the next invocation resumes them.
 
@@ -53,7 +54,7 @@ pub fn run(plan: &Plan, jobs: usize, threads: Option<usize>) -> Result<Vec<Strin
     let todo: VecDeque<usize> = plan
         .runs
         .iter()
-        .filter(|r| plan.state(r) != RunState::Complete)
+        .filter(|r| plan.job_state(r) != RunState::Complete)
         .map(|r| r.index)
         .collect();
     let total = plan.runs.len();
@@ -176,7 +177,7 @@ fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
         a.extend(["--threads".into(), threads.clone()]);
         a
     };
-    let state = plan.state(run);
+    let state = plan.job_state(run);
     if state == RunState::Started {
         // Killed before its first checkpoint: nothing to resume.
         std::fs::remove_dir_all(&dir).map_err(Error::io("removing the unfinished run", &dir))?;
@@ -191,11 +192,11 @@ fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
     if !vae_io::run_dir::RunDir::new(&dir).results().is_file() {
         return Ok(Outcome::Stopped);
     }
-    if plan.state(run) == RunState::Trained {
+    if plan.job_state(run) == RunState::Trained {
         let args = plan.eval_args(run).expect("Trained implies an evaluation");
         vae(plan, &with_threads(args), &log)?;
     }
-    Ok(match plan.state(run) {
+    Ok(match plan.job_state(run) {
         RunState::Complete => Outcome::Done,
         _ => Outcome::Failed(format!(
             "the evaluation wrote no {}",

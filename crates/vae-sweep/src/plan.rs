@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::eval::{EvalFile, EvalPlan};
 use crate::results;
-use crate::spec::{Override, Run, Sweep};
+use crate::spec::{EvalSpec, Override, Run, Sweep};
 
 /// What a run's folder says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,43 @@ impl Plan {
         results::state(&self.run_dir(run), self.sweep.eval.as_ref())
     }
 
+    /// The evaluation each run's training job runs itself: the sweep's, unless it is sharded
+    /// (`eval.shards` above 1), which comes after the training stage ([`Plan::sharded_evals`]).
+    pub fn job_eval(&self) -> Option<&EvalSpec> {
+        self.sweep.eval.as_ref().filter(|e| !e.sharded())
+    }
+
+    /// The run's state as its training job sees it: [`Plan::state`], with a sharded evaluation
+    /// left out (a trained run is [`RunState::Complete`] for the job).
+    pub fn job_state(&self, run: &Run) -> RunState {
+        results::state(&self.run_dir(run), self.job_eval())
+    }
+
+    /// The sharded evaluation stage, when the sweep's evaluation is sharded: the evaluation of
+    /// every run that is trained and not yet evaluated, as one plan of the
+    /// [`eval`](crate::eval) engine (the sweep's `vae`, device and Slurm resources; `jobs` for
+    /// the local backend's shards at a time).
+    pub fn sharded_evals(&self) -> Option<EvalPlan> {
+        let e = self.sweep.eval.as_ref().filter(|e| e.sharded())?;
+        let file = EvalFile {
+            run: self.out.clone(),
+            shards: e.shards,
+            jobs: self.sweep.jobs,
+            device: self.sweep.device.clone(),
+            slurm: self.sweep.slurm.clone(),
+            evals: vec![e.entry()],
+        };
+        let runs: Vec<(String, PathBuf)> = self
+            .runs
+            .iter()
+            .filter(|r| self.state(r) == RunState::Trained)
+            .map(|r| (r.name.clone(), self.run_dir(r)))
+            .collect();
+        let mut plan = EvalPlan::for_runs(&self.root, &self.out.join("plan.json"), file, &runs);
+        plan.vae = self.vae.clone();
+        Some(plan)
+    }
+
     /// `vae train` arguments for a new run (`resume = false`) or a resumed one. The config and
     /// overrides are given on resumption too, so `vae` refuses a folder left by a different
     /// sweep instead of continuing it.
@@ -102,9 +140,9 @@ impl Plan {
         a
     }
 
-    /// `vae eval` arguments, when the sweep evaluates.
+    /// `vae eval` arguments, when the training jobs evaluate ([`Plan::job_eval`]).
     pub fn eval_args(&self, run: &Run) -> Option<Vec<String>> {
-        let e = self.sweep.eval.as_ref()?;
+        let e = self.job_eval()?;
         let mut a: Vec<String> = vec![
             "eval".into(),
             "--run".into(),
@@ -175,6 +213,13 @@ impl Plan {
         }
         if let Some(e) = &self.sweep.eval {
             s += &format!("  then: test NLL by {}\n", e.describe());
+            if e.sharded() {
+                s += &format!(
+                    "  (in {} shards per run after the training stage: `vae eval --shard I/{}`, \
+                     then `vae eval-merge` into the run folder)\n",
+                    e.shards, e.shards
+                );
+            }
         }
         let width = self.runs.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for r in &self.runs {
@@ -246,5 +291,58 @@ mod tests {
         let eval = plan.eval_args(run).unwrap();
         assert_eq!(eval[..3], ["eval", "--run", dir.to_str().unwrap()]);
         assert!(plan.describe().contains("done"));
+    }
+
+    #[test]
+    fn a_sharded_evaluation_leaves_the_jobs_and_follows_the_training_stage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let file = tmp.path().join("sharded.json");
+        let sweep = serde_json::json!({
+            "base": root.join("configs/smoke.json"),
+            "seeds": [1, 2],
+            "eval": {"method": "is", "k": 10, "n": 20, "shards": 2},
+        });
+        std::fs::write(&file, sweep.to_string()).unwrap();
+        let mut plan = Plan::new(&root, &file, Some(&tmp.path().join("out"))).unwrap();
+        plan.vae = tmp.path().join("vae");
+        let run = &plan.runs[0];
+        assert_eq!(plan.eval_args(run), None);
+        assert!(!crate::slurm::script(&plan, None).contains("eval"));
+        assert!(plan.describe().contains("in 2 shards per run"));
+        assert!(plan.sharded_evals().unwrap().evals.is_empty());
+
+        let files = RunDir::new(plan.run_dir(run));
+        std::fs::create_dir_all(files.checkpoints()).unwrap();
+        std::fs::write(files.config(), "{}").unwrap();
+        train_results(1, 110.0, 105.0)
+            .write(&files.results())
+            .unwrap();
+        assert_eq!(plan.state(run), RunState::Trained);
+        assert_eq!(plan.job_state(run), RunState::Complete);
+        let evals = plan.sharded_evals().unwrap();
+        assert_eq!(evals.vae, plan.vae);
+        assert_eq!(evals.evals.len(), 1);
+        let e = &evals.evals[0];
+        assert_eq!((e.shards, &e.run), (2, &plan.run_dir(run)));
+        assert_eq!(e.shard_name(1), "1/2 of seed=1: is-test");
+        let dir = plan.run_dir(run).display().to_string();
+        assert_eq!(
+            evals.shard_args(e, "1", "3").join(" "),
+            format!(
+                "eval --run {dir} --method is --split test --n 20 --k 10 --device cpu \
+                 --shard 1/2 --threads 3"
+            )
+        );
+        assert_eq!(
+            evals.merge_args(e).last().map(String::as_str),
+            Some(dir.as_str())
+        );
+
+        eval_is(100.0, 0.5, 200, 1.0)
+            .write(&files.eval_summary("is", "test"))
+            .unwrap();
+        assert_eq!(plan.state(run), RunState::Complete);
+        assert!(plan.sharded_evals().unwrap().evals.is_empty());
     }
 }

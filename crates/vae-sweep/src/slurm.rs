@@ -170,7 +170,7 @@ pub fn script(plan: &Plan, max_parallel: Option<usize>) -> String {
          \x20 exit 3\n\
          fi\n"
     );
-    if let Some(e) = &sw.eval {
+    if let Some(e) = plan.job_eval() {
         let mut eval = plan.eval_args(&plan.runs[0]).expect("the sweep evaluates");
         // `eval --run DIR` with the task's folder; the device goes last, threads after it.
         eval[2] = "\"$DIR\"".into();
@@ -395,7 +395,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
     let mut tasks: BTreeMap<usize, Task> = BTreeMap::new();
     let mut to_submit = Vec::new();
     for r in &plan.runs {
-        if plan.state(r) == RunState::Complete {
+        if plan.job_state(r) == RunState::Complete {
             continue;
         }
         match alive.get(&r.index) {
@@ -469,7 +469,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
                     continue;
                 }
             }
-            if plan.state(run) == RunState::Complete {
+            if plan.job_state(run) == RunState::Complete {
                 t.settled = true;
                 done += 1;
                 say(format!(

@@ -92,6 +92,10 @@ pub struct EvalSpec {
     pub n: Option<u64>,
     /// Further `vae eval` arguments, e.g. `["--steps", "500"]`.
     pub args: Vec<String>,
+    /// Shards: 1 (the default) evaluates each run in its training job; above 1, every trained
+    /// run is evaluated after the training stage as that many `vae eval --shard I/N` (the
+    /// [`eval`](crate::eval) engine, on the sweep's backend) and merged into its folder.
+    pub shards: usize,
 }
 
 impl EvalSpec {
@@ -102,6 +106,30 @@ impl EvalSpec {
             .eval_summary(&self.method, crate::results::EVAL_SPLIT)
             .display()
             .to_string()
+    }
+
+    /// Whether the evaluation runs sharded, after the training stage, instead of in each run's
+    /// training job.
+    pub fn sharded(&self) -> bool {
+        self.shards > 1
+    }
+
+    /// The evaluation as the [`eval`](crate::eval) engine's entry: the same `vae eval` flags as
+    /// [`Plan::eval_args`](crate::Plan::eval_args), in its order.
+    pub fn entry(&self) -> crate::eval::EvalEntry {
+        crate::eval::EvalEntry {
+            method: Some(if self.method == "ais" {
+                crate::eval::Method::Ais
+            } else {
+                crate::eval::Method::Is
+            }),
+            shards: Some(self.shards),
+            split: Some(crate::results::EVAL_SPLIT.to_string()),
+            k: self.k,
+            n: self.n,
+            args: self.args.clone(),
+            ..Default::default()
+        }
     }
 
     /// Short description for tables and plots, e.g. `IS, k=1000`.
@@ -331,7 +359,13 @@ impl Sweep {
         }
         let eval = match raw.eval {
             None => None,
-            Some(Obj(RawEval { method, k, n, args })) => {
+            Some(Obj(RawEval {
+                method,
+                k,
+                n,
+                args,
+                shards,
+            })) => {
                 let method = method.map_or_else(|| "is".to_string(), |m| m.0);
                 if k.is_some() && method != "is" {
                     return Err(SpecError::KWithoutIs);
@@ -341,6 +375,7 @@ impl Sweep {
                     k: k.map(|k| k.0),
                     n: n.map(|n| n.0),
                     args: args.map_or_else(Vec::new, |a| a.0.into_iter().map(|t| t.0).collect()),
+                    shards: shards.map_or(1, |s| s.0 as usize),
                 })
             }
         };
@@ -632,6 +667,9 @@ mod tests {
             (r#"{"base": "../smoke.json", "eval": "is"}"#, "`eval`: expected an object like {\"method\": \"is\", \"k\": 1000} or null, found a string"),
             (r#"{"base": "../smoke.json", "eval": {"method": "ais", "k": 5}}"#, "`eval.k`: only the \"is\" method takes k"),
             (r#"{"base": "../smoke.json", "eval": {"args": "--steps"}}"#, "`eval.args`: expected an array of strings, found a string"),
+            (r#"{"base": "../smoke.json", "eval": {"shards": 0}}"#, "`eval.shards`: expected an integer from 1 to 10000, found 0"),
+            (r#"{"base": "../smoke.json", "eval": {"shards": "two"}}"#, "`eval.shards`: expected an integer from 1 to 10000, found \"two\""),
+            (r#"{"base": "../smoke.json", "eval": {"shards": 1.5}}"#, "`eval.shards`: expected an integer from 1 to 10000, found 1.5"),
             (r#"{"base": "../smoke.json", "slurm": []}"#, "`slurm`: expected an object, found an array"),
             (r#"{"base": "../smoke.json", "slurm": {"gpus": -1}}"#, "`slurm.gpus`: expected an integer >= 0, found -1"),
             (r#"{"base": "../smoke.json", "jobs": 1.5}"#, "`jobs`: expected an integer >= 1, found 1.5"),
@@ -648,6 +686,24 @@ mod tests {
         // `"eval": null` is no evaluation, as no `eval` is.
         let s = Sweep::parse(r#"{"base": "../smoke.json", "eval": null}"#, "t", &dir()).unwrap();
         assert_eq!(s.eval, None);
+        // `shards` defaults to 1, the evaluation in each run's job.
+        let s = Sweep::parse(r#"{"base": "../smoke.json", "eval": {}}"#, "t", &dir()).unwrap();
+        assert_eq!(
+            s.eval.as_ref().map(|e| (e.shards, e.sharded())),
+            Some((1, false))
+        );
+        let s = Sweep::parse(
+            r#"{"base": "../smoke.json", "eval": {"k": 10, "n": 20, "args": ["--seed", "3"], "shards": 2}}"#,
+            "t",
+            &dir(),
+        )
+        .unwrap();
+        let e = s.eval.unwrap();
+        assert!(e.sharded());
+        assert_eq!(
+            e.entry().flags().join(" "),
+            "--method is --split test --n 20 --k 10 --seed 3"
+        );
     }
 
     #[test]

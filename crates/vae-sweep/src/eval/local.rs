@@ -50,7 +50,7 @@ pub(crate) fn run(plan: &EvalPlan, jobs: usize, threads: usize) -> Result<Vec<St
         let left = todo.iter().filter(|(j, _)| *j == k).count();
         say(format!(
             "xtask: {} ({}): {} shards, {} finished, {left} to evaluate{}; logs beside them in {}",
-            e.entry.name(),
+            e.label,
             e.entry.describe(),
             e.shards,
             e.shards - left,

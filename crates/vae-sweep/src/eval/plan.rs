@@ -36,6 +36,9 @@ pub struct PlannedEval {
     pub index: usize,
     /// Its settings.
     pub entry: EvalEntry,
+    /// Its name in messages: `<method>-<split>`, or `<run>: <method>-<split>` when a plan
+    /// evaluates several runs (a sweep's).
+    pub label: String,
     /// `N`: its shards.
     pub shards: usize,
     /// The run folder (absolute).
@@ -111,18 +114,7 @@ impl EvalPlan {
                     }));
                 }
             }
-            let dir = RunDir::new(&run)
-                .eval_shard(entry.method().as_str(), entry.split(), 1, n_shards)
-                .parent()
-                .expect("a shard summary lies in a folder")
-                .to_path_buf();
-            evals.push(PlannedEval {
-                index,
-                entry: entry.clone(),
-                shards: n_shards,
-                run: run.clone(),
-                dir,
-            });
+            evals.push(PlannedEval::new(index, entry, n_shards, &run, entry.name()));
         }
         Ok(EvalPlan {
             file,
@@ -134,15 +126,41 @@ impl EvalPlan {
         })
     }
 
-    /// The run folder must hold a trained run's `config.json`.
-    pub(crate) fn check_run(&self) -> Result<()> {
-        if RunDir::new(&self.run).config().is_file() {
-            Ok(())
-        } else {
-            Err(Error::NoRun {
-                run: self.run.clone(),
-            })
+    /// Plans the evaluations of `file` (its `run` aside) for each of several run folders, each
+    /// given with its name for messages: a sweep's sharded evaluation stage. Every evaluation
+    /// takes its entry's `shards`, else the file's.
+    pub fn for_runs(
+        root: &Path,
+        source: &Path,
+        file: EvalFile,
+        runs: &[(String, PathBuf)],
+    ) -> EvalPlan {
+        let mut evals = Vec::new();
+        for (name, run) in runs {
+            for (index, entry) in file.evals.iter().enumerate() {
+                let shards = entry.shards.unwrap_or(file.shards);
+                let label = format!("{name}: {}", entry.name());
+                evals.push(PlannedEval::new(index, entry, shards, run, label));
+            }
         }
+        EvalPlan {
+            run: root.join(&file.run),
+            file,
+            source: source.to_path_buf(),
+            vae: root.join("target/release/vae"),
+            root: root.to_path_buf(),
+            evals,
+        }
+    }
+
+    /// Every evaluation's run folder must hold a trained run's `config.json`.
+    pub(crate) fn check_run(&self) -> Result<()> {
+        for e in &self.evals {
+            if !RunDir::new(&e.run).config().is_file() {
+                return Err(Error::NoRun { run: e.run.clone() });
+            }
+        }
+        Ok(())
     }
 
     /// `vae eval` arguments of shard `index` of `e`, with `threads` libtorch threads (a number,
@@ -151,7 +169,7 @@ impl EvalPlan {
         let mut a: Vec<String> = vec![
             "eval".into(),
             "--run".into(),
-            self.run.to_string_lossy().into_owned(),
+            e.run.to_string_lossy().into_owned(),
         ];
         a.extend(e.flags(&self.file.device));
         a.extend([
@@ -167,7 +185,7 @@ impl EvalPlan {
     pub fn merge_args(&self, e: &PlannedEval) -> Vec<String> {
         let mut a: Vec<String> = vec!["eval-merge".into()];
         a.extend((1..=e.shards).map(|i| e.summary(i).to_string_lossy().into_owned()));
-        a.extend(["--out".into(), self.run.to_string_lossy().into_owned()]);
+        a.extend(["--out".into(), e.run.to_string_lossy().into_owned()]);
         a
     }
 
@@ -232,7 +250,7 @@ impl EvalPlan {
             }
             s += &format!(
                 "  {} ({}): {} shards in {}\n",
-                e.entry.name(),
+                e.label,
                 e.entry.describe(),
                 e.shards,
                 e.dir.display()
@@ -259,7 +277,7 @@ impl EvalPlan {
                 "    then: {} eval-merge <the {} shard summaries> --out {}\n",
                 self.vae.display(),
                 e.shards,
-                self.run.display()
+                e.run.display()
             );
         }
         s
@@ -312,6 +330,23 @@ impl EvalPlan {
 }
 
 impl PlannedEval {
+    /// Evaluation `index` of a file, `entry`, of the run folder `run` in `shards` shards.
+    fn new(index: usize, entry: &EvalEntry, shards: usize, run: &Path, label: String) -> Self {
+        let dir = RunDir::new(run)
+            .eval_shard(entry.method().as_str(), entry.split(), 1, shards)
+            .parent()
+            .expect("a shard summary lies in a folder")
+            .to_path_buf();
+        PlannedEval {
+            index,
+            entry: entry.clone(),
+            label,
+            shards,
+            run: run.to_path_buf(),
+            dir,
+        }
+    }
+
     /// The `vae eval` flags of the settings and the device: what every shard shares.
     pub fn flags(&self, device: &str) -> Vec<String> {
         let mut a = self.entry.flags();
@@ -351,7 +386,7 @@ impl PlannedEval {
 
     /// `I/N of <method>-<split>`, for messages.
     pub fn shard_name(&self, i: usize) -> String {
-        format!("{i}/{} of {}", self.shards, self.entry.name())
+        format!("{i}/{} of {}", self.shards, self.label)
     }
 
     /// What shard `i`'s files say about it.

@@ -54,7 +54,7 @@ pub(crate) fn script(plan: &EvalPlan, e: &PlannedEval, max_parallel: Option<usiz
          I/{n}).\n# Written by `cargo xtask eval --backend slurm` from {}. Resubmit shards with \
          `sbatch --array=LIST {}`.",
         e.entry.name(),
-        plan.run.display(),
+        e.run.display(),
         plan.source.display(),
         script_path(e).display()
     );
@@ -186,7 +186,7 @@ pub(crate) fn run(plan: &EvalPlan, max_parallel: Option<usize>) -> Result<Vec<St
         say(format!(
             "xtask: {} ({}): {} shards, {} finished, {followed} followed from an earlier \
              submission, {} to submit; logs beside them in {}",
-            e.entry.name(),
+            e.label,
             e.entry.describe(),
             e.shards,
             e.shards - followed - to_submit.len(),
@@ -286,7 +286,7 @@ pub(crate) fn run(plan: &EvalPlan, max_parallel: Option<usize>) -> Result<Vec<St
             say(format!(
                 "xtask: resubmitted shards {} of {} as array job {job}",
                 array_spec(&shards, None),
-                e.entry.name()
+                e.label
             ));
             for i in shards {
                 let t = tasks.get_mut(&(k, i)).expect("a followed task");

@@ -141,6 +141,9 @@ pub struct EvalEntry {
     pub replicates: Option<u64>,
     /// `--check-with-ais` (IS).
     pub check_with_ais: bool,
+    /// Further `vae eval` flags, passed on as they are after the others: a sweep file's
+    /// `eval.args` (an eval file has no such key).
+    pub args: Vec<String>,
 }
 
 impl EvalEntry {
@@ -198,6 +201,7 @@ impl EvalEntry {
         if self.check_with_ais {
             a.push("--check-with-ais".into());
         }
+        a.extend(self.args.iter().cloned());
         a
     }
 
@@ -619,6 +623,7 @@ impl RawEvalEntry {
             max_rows: self.max_rows.map(|v| v.0),
             replicates: self.replicates.map(|v| v.0),
             check_with_ais: self.check_with_ais.is_some_and(|f| f.0),
+            args: Vec::new(),
         };
         if let Some(r) = entry.replicates {
             let k = entry.k.unwrap_or(DEFAULT_K);
