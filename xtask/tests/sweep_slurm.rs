@@ -1,7 +1,8 @@
 //! `cargo xtask sweep --backend slurm` on a real single-node Slurm, which scripts/slurm-start.sh
 //! installs (Debian's slurm-wlm and munge) and starts. The smoke sweep must reach the same
-//! summary as the local backend, and a task cancelled in the middle must be resubmitted once and
-//! resume from its checkpoint.
+//! summary as the local backend, its runs evaluated again with `eval.shards` (the eval engine's
+//! Slurm array jobs) must get the same files and summary, and a task cancelled in the middle
+//! must be resubmitted once and resume from its checkpoint.
 //!
 //! It needs root and apt (or an installed Slurm), so it is `#[ignore]`d; `cargo xtask test` runs
 //! it where `scripts/slurm-start.sh` can start Slurm, and `--ignored` elsewhere fails, saying why.
@@ -125,6 +126,99 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
     assert!(slurm.join("summary.md").is_file() && slurm.join("summary.png").is_file());
     let slurm_done = start.elapsed();
 
+    // The same runs with a sharded evaluation (`eval.shards`: 2, IS cut at model calls of 10
+    // images: `--max-rows 1000` at k=100): their trained folders copied without the evaluation,
+    // so the training stage has nothing to do and each run's evaluation goes through the eval
+    // engine's Slurm path (one array job of 2 shards per run), merged into the files one
+    // unsharded `vae eval` with the same settings writes, byte for byte.
+    let mut spec: serde_json::Value = serde_json::from_str(&read(Path::new(sweep))).unwrap();
+    spec["base"] = root().join("configs/smoke.json").to_str().unwrap().into();
+    spec["eval"]["shards"] = 2.into();
+    spec["eval"]["args"] = serde_json::json!(["--max-rows", "1000"]);
+    let file = tmp.path().join("sharded.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let sharded = tmp.path().join("sharded");
+    for name in SMOKE_RUNS {
+        std::fs::create_dir_all(&sharded).unwrap();
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(slurm.join(name))
+            .arg(&sharded)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        for ext in ["json", "csv", "png"] {
+            let _ = std::fs::remove_file(sharded.join(name).join(format!("eval-is-test.{ext}")));
+        }
+        assert_eq!(folder(&sharded.join(name)), Folder::Trained, "{name}");
+    }
+    let logs = tmp.path().join("sharded-sweep");
+    let mut child = sweep_in_background(
+        &data,
+        &[
+            "sweep",
+            file.to_str().unwrap(),
+            "--backend",
+            "slurm",
+            "--out",
+            sharded.to_str().unwrap(),
+            "--vae",
+            vae,
+        ],
+        &logs,
+    );
+    let status = wait_or_kill(&mut child, Duration::from_secs(600));
+    let err = read(&logs.with_extension("err"));
+    assert!(status.success(), "{status}\n{err}");
+    assert!(
+        err.contains("evaluating 4 trained run(s) in 2 shards each"),
+        "{err}"
+    );
+    assert_eq!(err.matches("submitted array job").count(), 4, "{err}");
+    for name in SMOKE_RUNS {
+        let dir = sharded.join(name);
+        assert_eq!(folder(&dir), Folder::Complete, "{name}\n{err}");
+        assert!(
+            dir.join("shards/eval-is-test/slurm-of-2/eval.sbatch")
+                .is_file(),
+            "{name}\n{err}"
+        );
+        let whole = tmp.path().join(format!("whole-{name}/eval-is-test.json"));
+        std::fs::create_dir_all(whole.parent().unwrap()).unwrap();
+        let o = Command::new(vae)
+            .args(["eval", "--run", dir.to_str().unwrap(), "--method", "is"])
+            .args([
+                "--split",
+                "test",
+                "--k",
+                "100",
+                "--n",
+                "200",
+                "--max-rows",
+                "1000",
+            ])
+            .args(["--device", "cpu", "--threads", "1", "--out"])
+            .arg(&whole)
+            .env("FLOWVAE_DATA", &data)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            read(&dir.join("eval-is-test.csv")),
+            read(&whole.with_extension("csv")),
+            "{name}: the sharded evaluation differs from an unsharded one"
+        );
+    }
+    let csv = read(&sharded.join("summary.csv"));
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",done")).count(),
+        4,
+        "{csv}"
+    );
+    assert!(!csv.contains("not evaluated"), "{csv}");
+    let sharded_done = start.elapsed();
+
     // A task cancelled in the middle is resubmitted once and resumes from its checkpoint.
     let file = tmp.path().join("resubmit.json");
     std::fs::write(
@@ -204,8 +298,8 @@ fn the_smoke_sweep_runs_on_a_real_single_node_slurm() {
     }
     eprintln!(
         "slurm-start {started:.1?}, local sweep done at {local_done:.1?}, slurm sweep at \
-         {slurm_done:.1?}, resubmission at {:.1?} (cancelled with a trained epoch checkpointed: \
-         {cancelled_with_checkpoint})",
+         {slurm_done:.1?}, its sharded evaluation at {sharded_done:.1?}, resubmission at {:.1?} \
+         (cancelled with a trained epoch checkpointed: {cancelled_with_checkpoint})",
         start.elapsed()
     );
 }
