@@ -111,6 +111,9 @@ impl TorchScriptModel {
             return Err(err("(probe)", "no examples to check the module on".into()));
         }
         let x = probe.to_kind(Kind::Float);
+        // The probes' `sample_prior` and `propose` draw from tch's generator: hold the guard, so
+        // that an estimator running on another thread keeps its stream.
+        let _rng = crate::rng_guard();
         let call = |method: &str, args: &[IValue]| -> Result<Option<IValue>> {
             match module.method_is(method, args) {
                 Ok(v) => Ok(Some(v)),

@@ -80,7 +80,8 @@ fn is_on_a_bernoulli_module_is_within_3_standard_errors() {
 
 /// AIS from the module's prior (its own `log_prior` and `sample_prior`), 16 chains of 500 steps:
 /// the mean over 64 examples is within 0.05 nats of the quadrature value, and BDMC on data the
-/// module simulates brackets `log p(x)` (lower ≤ upper) with a gap below 0.1 nats.
+/// module simulates brackets `log p(x)` (lower ≤ upper within 3 standard errors of the gap)
+/// with a gap below 0.1 nats.
 #[test]
 fn ais_and_bdmc_on_a_bernoulli_module() {
     tch::set_num_threads(1);
@@ -101,7 +102,9 @@ fn ais_and_bdmc_on_a_bernoulli_module() {
     let (xs, zs) = vae_eval::simulate(&m, 16, 3).unwrap();
     let b = bdmc(&m, &xs, &zs, &config, &mut |_, _| {}).unwrap();
     eprintln!("BDMC: [{:.4}, {:.4}], gap {:.4}", b.lower, b.upper, b.gap);
-    assert!(b.lower <= b.upper + 1e-9 && b.gap < 0.1, "{b:?}");
+    // The bounds are stochastic: lower ≤ upper up to 3 standard errors of their gap.
+    let se = b.gap_stderr.unwrap();
+    assert!(b.gap > -3.0 * se && b.gap < 0.1, "gap {} (se {se})", b.gap);
     assert!(m.take_failure().is_none());
 }
 
