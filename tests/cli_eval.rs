@@ -332,6 +332,43 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     bad("--passes naive", "possible values: batched, one-sample");
     bad("--k 0", "num_samples");
     bad("--k 200 --replicates 300", "replicates");
+    // An --out that would replace a run's own files, a folder or a device is refused before any
+    // estimation, and nothing is written.
+    let config_before = std::fs::read(run.join("config.json")).unwrap();
+    let samples_before = std::fs::read(run.join("samples.png")).unwrap();
+    let refused_out = |out: &Path, want: &str| {
+        let o = eval(dir.path(), &run, out, "--k 10 --n 2");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}: {}",
+            out.display(),
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(want),
+            "{}: {}",
+            out.display(),
+            stderr(&o)
+        );
+    };
+    refused_out(&run.join("config.json"), "is the run's own config.json");
+    refused_out(&run.join("samples.json"), "is the run's own samples.png");
+    refused_out(
+        &run.join("checkpoints/eval.json"),
+        "inside the checkpoints/ folder",
+    );
+    refused_out(&run, "is a folder");
+    refused_out(Path::new("/dev/null"), "not a regular file");
+    assert_eq!(
+        std::fs::read(run.join("config.json")).unwrap(),
+        config_before
+    );
+    assert_eq!(
+        std::fs::read(run.join("samples.png")).unwrap(),
+        samples_before
+    );
+    assert!(!run.join("checkpoints/eval.json").exists());
     bad("--split dev", "dev");
     bad("--method ais --momentum-refresh 1.5", "momentum_refresh");
     bad("--method ais --target-acceptance 0", "target_acceptance");

@@ -202,7 +202,15 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
             }
         }
     };
-    // Make the output folder before the (long) estimation, so that a bad --out fails first.
+    // Check the outputs and make their folder before the (long) estimation, so that a bad --out
+    // fails first.
+    let mut outputs = vec![
+        out.clone(),
+        out.with_extension("csv"),
+        out.with_extension("png"),
+    ];
+    outputs.extend(progress_file.clone());
+    check_outputs(&outputs)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("--out {}: creating {}", out.display(), parent.display()))?;
@@ -500,6 +508,17 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
         }
     }
     print_written(&out, &csv, plot.is_some().then_some(png.as_path()));
+    Ok(())
+}
+
+/// Refuses outputs that would replace something other than a result file: a folder, a device, a
+/// run's own files (vae-io's `output_conflict`).
+pub(crate) fn check_outputs(paths: &[std::path::PathBuf]) -> Result<()> {
+    for p in paths {
+        if let Some(why) = vae_io::run_dir::output_conflict(p) {
+            bail!("--out: {why}; nothing was written");
+        }
+    }
     Ok(())
 }
 

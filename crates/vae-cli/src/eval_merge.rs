@@ -55,9 +55,14 @@ pub fn run(args: EvalMergeArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(&first.info.run));
+    let out = RunDir::new(&out_dir).eval_summary(method, &split);
+    crate::eval_cmd::check_outputs(&[
+        out.clone(),
+        out.with_extension("csv"),
+        out.with_extension("png"),
+    ])?;
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("--out {}: creating it", out_dir.display()))?;
-    let out = RunDir::new(&out_dir).eval_summary(method, &split);
     let total = first.info.total_images;
     let csv = out.with_extension("csv");
     let mut plot = None;

@@ -39,6 +39,73 @@ pub const SAMPLES: &str = "samples.png";
 /// `reconstructions.png`.
 pub const RECONSTRUCTIONS: &str = "reconstructions.png";
 
+/// The files `vae train` writes into a run folder, which nothing else may overwrite.
+const RUN_FILES: [&str; 7] = [
+    CONFIG,
+    MANIFEST,
+    TRAIN_LOG,
+    METRICS,
+    RESULTS,
+    SAMPLES,
+    RECONSTRUCTIONS,
+];
+
+/// Whether `dir` holds a run: its `config.json` and `checkpoints/`.
+pub fn is_run_folder(dir: &Path) -> bool {
+    dir.join(CONFIG).is_file() && dir.join(CHECKPOINTS).is_dir()
+}
+
+/// Why a result file (a summary, CSV or picture) must not be written at `path`, or `None` when it
+/// may: it exists and is not a regular file (a folder, a device, a FIFO; a symbolic link counts
+/// as what it points to), or it is one of a run's own files (`config.json`, `results.json`,
+/// `samples.png`, ...), or it lies in a run's `checkpoints/` or `tensorboard/` folder. flowvae
+/// often runs as root, so a mistyped `--out` must not replace a device node or ruin a run.
+pub fn output_conflict(path: &Path) -> Option<String> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let kind = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file (a device, FIFO or socket)"
+            };
+            return Some(format!("{} exists and is {kind}", path.display()));
+        }
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if RUN_FILES.contains(&name) && is_run_folder(parent) {
+        return Some(format!(
+            "{} is the run's own {name}: write results under another name (e.g. \
+             eval-<method>-<split>.json)",
+            path.display()
+        ));
+    }
+    for ancestor in parent.ancestors() {
+        let folder = ancestor.file_name().and_then(|n| n.to_str());
+        if let (Some(f @ (CHECKPOINTS | TENSORBOARD)), Some(run)) = (folder, ancestor.parent()) {
+            let run = if run.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                run
+            };
+            if is_run_folder(run) {
+                return Some(format!(
+                    "{} is inside the {f}/ folder of the run {}, which only `vae train` writes",
+                    path.display(),
+                    run.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The files of one run, by name; nothing is read or made until asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -142,6 +209,35 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_never_replace_a_runs_files_or_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join(CHECKPOINTS)).unwrap();
+        std::fs::create_dir_all(run.join(TENSORBOARD)).unwrap();
+        std::fs::write(run.join(CONFIG), "{}").unwrap();
+        std::fs::write(run.join("eval-is-test.json"), "{}").unwrap();
+        // A run's own eval outputs, new files beside it and elsewhere: fine.
+        assert_eq!(output_conflict(&run.join("eval-is-test.json")), None);
+        assert_eq!(output_conflict(&run.join("eval-is-test.png")), None);
+        assert_eq!(output_conflict(&dir.path().join("any.json")), None);
+        // A run's own files, whether they exist yet or not.
+        for name in [CONFIG, RESULTS, SAMPLES, METRICS] {
+            let why = output_conflict(&run.join(name)).expect(name);
+            assert!(why.contains(&format!("the run's own {name}")), "{why}");
+        }
+        // The same names outside a run are just names.
+        assert_eq!(output_conflict(&dir.path().join(CONFIG)), None);
+        let why = output_conflict(&run.join(CHECKPOINTS).join("best.json")).unwrap();
+        assert!(why.contains("inside the checkpoints/ folder"), "{why}");
+        let why = output_conflict(&run.join(TENSORBOARD).join("x/y.csv")).unwrap();
+        assert!(why.contains("inside the tensorboard/ folder"), "{why}");
+        let why = output_conflict(&run).unwrap();
+        assert!(why.contains("is a folder"), "{why}");
+        let why = output_conflict(Path::new("/dev/null")).unwrap();
+        assert!(why.contains("not a regular file"), "{why}");
+    }
 
     #[test]
     fn names() {
