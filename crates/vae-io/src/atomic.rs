@@ -6,6 +6,9 @@
 //! folder is fsynced so the rename itself survives a power cut. The temporary name carries the
 //! process id and a per-process counter and is opened with `create_new`, so two processes or two
 //! threads never write into the same temporary file.
+//!
+//! A writer killed between creating its temporary file and the rename (SIGKILL, a power cut)
+//! leaves that file behind; [`remove_stale_temps`] removes such leftovers of dead processes.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -87,6 +90,99 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<(PathBuf, 
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// How long a temporary file must have gone unmodified before [`remove_stale_temps`] may remove
+/// it. The process id in its name only says whether the writer is alive on this machine (in this
+/// pid namespace); a writer on another node of a shared filesystem looks dead here, but keeps
+/// modifying its file until it renames it, and no write takes ten minutes between its last byte
+/// and its rename.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the temporary files that [`write_atomic`] writers killed before their rename left in
+/// `dir` (not its subfolders); returns how many it removed.
+///
+/// A file is removed only when all of this holds: it is a plain file named exactly
+/// `.<name>.<pid>.<n>.tmp` (a non-empty name, decimal pid and counter); the process `pid` is not
+/// alive (on Linux: `/proc/<pid>` does not exist; on other systems nothing is known to be dead,
+/// so nothing is removed), and it is not this process; and the file has not been modified for
+/// [`STALE_AFTER`]. Anything else in the folder is never touched. A missing folder holds
+/// nothing to remove.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    remove_stale_temps_older_than(dir, STALE_AFTER)
+}
+
+/// [`remove_stale_temps`] with the minimum age `min_age` instead of [`STALE_AFTER`].
+pub(crate) fn remove_stale_temps_older_than(
+    dir: &Path,
+    min_age: std::time::Duration,
+) -> Result<usize> {
+    let read_fail = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(read_fail(e)),
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(read_fail)?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_pid) else {
+            continue;
+        };
+        if pid == std::process::id() || !process_is_dead(pid) {
+            continue;
+        }
+        // Not followed: a link or a folder of that name is not a temporary file of ours.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue; // gone meanwhile
+        };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok());
+        if !meta.file_type().is_file() || age.is_none_or(|a| a < min_age) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Write {
+                    path: entry.path(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The writer's pid when `file_name` is exactly `.<name>.<pid>.<n>.tmp` ([`create_temp`]).
+fn temp_pid(file_name: &str) -> Option<u32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let rest = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (rest, n) = rest.rsplit_once('.')?;
+    let (name, pid) = rest.rsplit_once('.')?;
+    if name.is_empty() || !digits(pid) || !digits(n) {
+        return None;
+    }
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is known not to exist: on Linux, `/proc/<pid>` is absent (with `/proc`
+/// itself mounted); elsewhere nothing is known.
+fn process_is_dead(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        false
     }
 }
 
@@ -248,5 +344,102 @@ mod tests {
         write_atomic(&target, b"later bytes").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"later bytes");
         assert_eq!(std::fs::read(&tmp).unwrap(), b"new bytes");
+        // The writer is dead, but its file is kept until it has gone unmodified for a while;
+        // then the next cleanup removes it, and only it.
+        if cfg!(target_os = "linux") {
+            assert_eq!(remove_stale_temps(dir.path()).unwrap(), 0);
+            backdate(&tmp);
+            assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+            assert_eq!(names(dir.path()), ["results.json"]);
+        }
+    }
+
+    /// Sets `path`'s modification time an hour back, past [`STALE_AFTER`].
+    #[cfg(unix)]
+    fn backdate(path: &Path) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+
+    /// The pid of a process that has exited and been reaped.
+    #[cfg(target_os = "linux")]
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_exactly() {
+        assert_eq!(temp_pid(".a.json.123.4.tmp"), Some(123));
+        assert_eq!(temp_pid(".last.safetensors.7.0.tmp"), Some(7));
+        for other in [
+            "a.json.123.4.tmp",
+            ".a.json.123.4.tmp.bak",
+            ".a.json.123.4.TMP",
+            "..123.4.tmp",
+            ".123.4.tmp",
+            ".a.json.12x.4.tmp",
+            ".a.json.123..tmp",
+            ".a.json.-123.4.tmp",
+            ".a.json.+123.4.tmp",
+            ".a.json.99999999999.4.tmp",
+            ".tmp",
+            ".flowvae.lock",
+        ] {
+            assert_eq!(temp_pid(other), None, "{other}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stale_temporary_files_of_dead_processes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dead_pid();
+        let me = std::process::id();
+        let dead_temp = format!(".a.json.{dead}.0.tmp");
+        let keep = [
+            format!(".a.json.{me}.0.tmp"),  // ours: a write in progress
+            ".a.json.1.0.tmp".to_string(),  // init's: alive
+            format!("a.json.{dead}.0.tmp"), // look-alikes
+            format!(".a.json.{dead}.0.tmp.bak"),
+            format!(".{dead}.0.tmp"),
+            format!(".a.json.{dead}.x.tmp"),
+            "a.json".to_string(),
+        ];
+        for name in keep.iter().chain([&dead_temp]) {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+            backdate(&dir.path().join(name));
+        }
+        // A dead writer's file that is still fresh, a folder of that name, and one in a
+        // subfolder stay too.
+        let fresh = format!(".b.json.{dead}.1.tmp");
+        std::fs::write(dir.path().join(&fresh), b"x").unwrap();
+        std::fs::create_dir(dir.path().join(format!(".c.{dead}.2.tmp"))).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let nested = dir.path().join(format!("sub/.d.{dead}.3.tmp"));
+        std::fs::write(&nested, b"x").unwrap();
+        backdate(&nested);
+
+        let before = names(dir.path());
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        let after = names(dir.path());
+        let expected: Vec<String> = before.into_iter().filter(|n| *n != dead_temp).collect();
+        assert_eq!(after, expected);
+        assert!(nested.exists());
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 0);
+        // With no minimum age the fresh one goes as well; a missing folder holds nothing.
+        assert_eq!(
+            remove_stale_temps_older_than(dir.path(), std::time::Duration::ZERO).unwrap(),
+            1
+        );
+        assert!(!dir.path().join(&fresh).exists());
+        assert_eq!(remove_stale_temps(&dir.path().join("none")).unwrap(), 0);
     }
 }
