@@ -127,6 +127,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Another process (or another [`crate::lock::RunLock`] of this one) holds a run folder's
+    /// lock.
+    #[error("another flowvae process ({holder}) is writing into {}; wait for it to finish or stop it", .dir.display())]
+    Locked {
+        /// The run folder.
+        dir: PathBuf,
+        /// `pid N, `WHAT`` as the holder wrote it into the lock file, or `pid unknown`.
+        holder: String,
+    },
 }
 
 /// `path`, `path:line` or `path:line:column`, as compilers name a place in a file.
