@@ -332,6 +332,19 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
     bad("--passes naive", "possible values: batched, one-sample");
     bad("--k 0", "num_samples");
     bad("--k 200 --replicates 300", "replicates");
+    // A flag the method does not use is refused rather than silently ignored.
+    bad(
+        "--steps 100",
+        "--steps is an AIS/BDMC setting (with IS, only --reestimate-flagged uses it)",
+    );
+    bad(
+        "--method ais --k 10",
+        "--k is an importance-sampling setting",
+    );
+    bad(
+        "--method bdmc --passes one-sample",
+        "--passes is an importance-sampling setting",
+    );
     // An --out that would replace a run's own files, a folder or a device is refused before any
     // estimation, and nothing is written.
     let config_before = std::fs::read(run.join("config.json")).unwrap();

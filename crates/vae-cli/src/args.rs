@@ -106,38 +106,39 @@ pub struct EvalArgs {
     /// Estimator
     #[arg(long, value_enum, default_value = "is")]
     pub method: EvalMethod,
-    /// IS: importance samples per image
-    #[arg(long, default_value_t = 1000)]
-    pub k: usize,
+    /// IS: importance samples per image [default: 1000]
+    #[arg(long)]
+    pub k: Option<usize>,
     /// IS: groups of samples whose spread gives the replicate-based Monte Carlo error
     /// [default: min(10, k/100), so each group keeps 100 samples or more]
     #[arg(long, value_name = "R")]
     pub replicates: Option<usize>,
-    /// AIS/BDMC: annealing steps (schedule points)
-    #[arg(long, default_value_t = 2000)]
-    pub steps: usize,
-    /// AIS/BDMC: chains per image
-    #[arg(long, default_value_t = 8)]
-    pub chains: usize,
-    /// AIS/BDMC: leapfrog steps per HMC move
-    #[arg(long, default_value_t = 10)]
-    pub leapfrog: usize,
-    /// AIS/BDMC: start distribution
-    #[arg(long, value_enum, default_value = "prior")]
-    pub start: EvalStart,
-    /// AIS/BDMC: initial HMC step size
-    #[arg(long, default_value_t = 0.01)]
-    pub step_size: f64,
-    /// AIS/BDMC: which chains share an adapted step size (fixed: no adaptation)
-    #[arg(long, value_enum, default_value = "global")]
-    pub adaptation: AdaptationArg,
-    /// AIS/BDMC: acceptance rate the step-size adaptation aims for, in (0, 1)
-    #[arg(long, default_value_t = 0.65)]
-    pub target_acceptance: f64,
+    /// AIS/BDMC (and IS --reestimate-flagged): annealing steps (schedule points) [default: 2000]
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// AIS/BDMC: chains per image [default: 8]
+    #[arg(long)]
+    pub chains: Option<usize>,
+    /// AIS/BDMC: leapfrog steps per HMC move [default: 10]
+    #[arg(long)]
+    pub leapfrog: Option<usize>,
+    /// AIS/BDMC: start distribution [default: prior]
+    #[arg(long, value_enum)]
+    pub start: Option<EvalStart>,
+    /// AIS/BDMC: initial HMC step size [default: 0.01]
+    #[arg(long)]
+    pub step_size: Option<f64>,
+    /// AIS/BDMC: which chains share an adapted step size (fixed: no adaptation) [default:
+    /// global]
+    #[arg(long, value_enum)]
+    pub adaptation: Option<AdaptationArg>,
+    /// AIS/BDMC: acceptance rate the step-size adaptation aims for, in (0, 1) [default: 0.65]
+    #[arg(long)]
+    pub target_acceptance: Option<f64>,
     /// AIS/BDMC: momentum kept across HMC moves, in [0, 1) (0: full refresh, the original;
-    /// above 0: partial refresh, HAIS)
-    #[arg(long, default_value_t = 0.0)]
-    pub momentum_refresh: f64,
+    /// above 0: partial refresh, HAIS) [default: 0]
+    #[arg(long)]
+    pub momentum_refresh: Option<f64>,
     /// Split to evaluate: train, validation or test (fixed binarization)
     #[arg(long, default_value = "test")]
     pub split: SplitKind,
@@ -171,9 +172,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
     /// IS layout: batched, or the original's one sample per pass with the encoder re-run every
-    /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200)
-    #[arg(long, value_enum, default_value = "batched")]
-    pub passes: IsPassesArg,
+    /// pass (same estimates, for measuring the speed-up; pair it with --max-rows 200) [default:
+    /// batched]
+    #[arg(long, value_enum)]
+    pub passes: Option<IsPassesArg>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -204,6 +206,44 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
         return Err(bad());
     }
     Ok(Shard { index, count })
+}
+
+impl EvalArgs {
+    /// The flags set that `--method` does not use, as `(flag, the method family it belongs
+    /// to)`: IS flags with AIS or BDMC, and AIS flags with IS unless `--reestimate-flagged` uses
+    /// them.
+    pub fn unused_flags(&self) -> Vec<(&'static str, &'static str)> {
+        let is = [
+            ("--k", self.k.is_some()),
+            ("--replicates", self.replicates.is_some()),
+            ("--passes", self.passes.is_some()),
+        ];
+        let ais = [
+            ("--steps", self.steps.is_some()),
+            ("--chains", self.chains.is_some()),
+            ("--leapfrog", self.leapfrog.is_some()),
+            ("--start", self.start.is_some()),
+            ("--step-size", self.step_size.is_some()),
+            ("--adaptation", self.adaptation.is_some()),
+            ("--target-acceptance", self.target_acceptance.is_some()),
+            ("--momentum-refresh", self.momentum_refresh.is_some()),
+        ];
+        let set = |flags: &[(&'static str, bool)], family: &'static str| {
+            flags
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(f, _)| (*f, family))
+                .collect::<Vec<_>>()
+        };
+        match self.method {
+            EvalMethod::Is if self.reestimate_flagged => Vec::new(),
+            EvalMethod::Is => set(
+                &ais,
+                "an AIS/BDMC setting (with IS, only --reestimate-flagged uses it)",
+            ),
+            EvalMethod::Ais | EvalMethod::Bdmc => set(&is, "an importance-sampling setting"),
+        }
+    }
 }
 
 impl Shard {

@@ -42,6 +42,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             );
         }
     }
+    if let Some((flag, family)) = args.unused_flags().first() {
+        bail!(
+            "{flag} is {family}; --method {} does not use it",
+            format!("{:?}", args.method).to_lowercase()
+        );
+    }
     let device = device(&args.device)?;
     set_threads(args.threads)?;
     match &args.model {
@@ -350,7 +356,7 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
                 first_example: first,
                 ..ais_config(
                     args,
-                    match args.start {
+                    match args.start.unwrap_or(EvalStart::Prior) {
                         EvalStart::Prior => AisStart::Prior,
                         EvalStart::Base => AisStart::EncoderBase,
                         EvalStart::Posterior => AisStart::FlowPosterior,
@@ -539,11 +545,11 @@ pub(crate) fn print_written(out: &Path, csv: &Path, png: Option<&Path>) {
 /// The IS settings of the flags.
 pub(crate) fn is_config(args: &EvalArgs) -> IsConfig {
     IsConfig {
-        num_samples: args.k,
+        num_samples: args.k.unwrap_or(1000),
         // None: the model's activation estimate sizes the calls (vae-model's cost).
         max_rows: args.max_rows,
         seed: args.seed,
-        passes: match args.passes {
+        passes: match args.passes.unwrap_or(IsPassesArg::Batched) {
             IsPassesArg::Batched => IsPasses::Batched,
             IsPassesArg::OneSample => IsPasses::OneSamplePerPass,
         },
@@ -566,20 +572,20 @@ fn lcm(a: usize, b: usize) -> usize {
 /// The AIS settings of the AIS/BDMC flags (`--steps`, `--chains`, ...), from `start`.
 fn ais_config(args: &EvalArgs, start: AisStart) -> AisConfig {
     AisConfig {
-        num_chains: args.chains,
-        anneal_steps: args.steps,
+        num_chains: args.chains.unwrap_or(8),
+        anneal_steps: args.steps.unwrap_or(2000),
         start,
         hmc: HmcConfig {
-            leapfrog_steps: args.leapfrog,
-            step_size: args.step_size,
-            adaptation: match args.adaptation {
+            leapfrog_steps: args.leapfrog.unwrap_or(10),
+            step_size: args.step_size.unwrap_or(0.01),
+            adaptation: match args.adaptation.unwrap_or(AdaptationArg::Global) {
                 AdaptationArg::Global => StepSizeAdaptation::Global,
                 AdaptationArg::PerExample => StepSizeAdaptation::PerExample,
                 AdaptationArg::PerChain => StepSizeAdaptation::PerChain,
                 AdaptationArg::Fixed => StepSizeAdaptation::Fixed,
             },
-            target_acceptance: args.target_acceptance,
-            momentum_refresh: args.momentum_refresh,
+            target_acceptance: args.target_acceptance.unwrap_or(0.65),
+            momentum_refresh: args.momentum_refresh.unwrap_or(0.0),
             ..Default::default()
         },
         max_rows: args.max_rows.unwrap_or(AisConfig::default().max_rows),

@@ -52,11 +52,13 @@ pub fn run(args: &EvalArgs, model_path: &Path, device: Device) -> Result<()> {
              which the module lacks",
             model_path.display()
         ),
-        EvalMethod::Ais | EvalMethod::Bdmc if args.start != EvalStart::Prior => bail!(
-            "--start {}: a TorchScript module has no Gaussian base or flow to start from; use \
-             --start prior",
-            format!("{:?}", args.start).to_lowercase()
-        ),
+        EvalMethod::Ais | EvalMethod::Bdmc if args.start.is_some_and(|s| s != EvalStart::Prior) => {
+            bail!(
+                "--start {}: a TorchScript module has no Gaussian base or flow to start from; \
+                 use --start prior",
+                format!("{:?}", args.start.unwrap_or(EvalStart::Prior)).to_lowercase()
+            )
+        }
         _ => {}
     }
     let method = format!("{:?}", args.method).to_lowercase();
