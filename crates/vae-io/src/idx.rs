@@ -97,6 +97,13 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
         path: path.to_path_buf(),
         source,
     };
+    // A FIFO or a device would block or never end: data files are regular files.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -164,6 +171,20 @@ fn check_len<'a>(bytes: &'a [u8], path: &Path, rank: u8, dims: &[usize]) -> Resu
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn non_regular_files_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in [dir.path(), Path::new("/dev/null")] {
+            let e = read_maybe_gz(path).unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{}: {e}", path.display());
+            let e = crate::results::EvalSummary::read(path)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a regular file"), "{}: {e}", path.display());
+        }
+    }
+
     use super::*;
 
     fn path() -> &'static Path {

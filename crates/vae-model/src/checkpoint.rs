@@ -41,8 +41,17 @@ impl Checkpoint {
             path: path.to_path_buf(),
             reason,
         };
-        if !path.exists() {
-            return Err(err("the file does not exist".into()));
+        match std::fs::metadata(path) {
+            Err(_) => return Err(err("the file does not exist".into())),
+            // A FIFO or a device would block the read or never end.
+            Ok(m) if !m.is_file() => {
+                return Err(err(
+                    "not a regular file (a folder, FIFO or device); a checkpoint is a \
+                     .safetensors file"
+                        .into(),
+                ))
+            }
+            Ok(_) => {}
         }
         let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
             .map_err(|e| {

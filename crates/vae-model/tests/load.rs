@@ -148,3 +148,14 @@ fn refused_files_name_the_problem() {
     let msg = Vae::load(&bad, Device::Cpu).unwrap_err().to_string();
     assert!(msg.contains("not a readable safetensors file"), "{msg}");
 }
+
+/// A folder or a device given as a checkpoint is refused before any read (a FIFO or a device
+/// would block it or never end).
+#[test]
+fn a_checkpoint_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in [dir.path(), std::path::Path::new("/dev/null")] {
+        let e = vae_model::Checkpoint::read(path).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{}: {e}", path.display());
+    }
+}

@@ -52,10 +52,18 @@ fn write_sorted_json(path: &Path, value: &impl Serialize) -> Result<()> {
 
 /// Reads a file as text; a missing or unreadable file is [`Error::Io`].
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    // A FIFO or a device would block or never end: result files are regular files.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    std::fs::read_to_string(path).map_err(io)
 }
 
 /// Parses `text` (all of `path`, or its line `line` when given) as a `T`, naming the key that
