@@ -1,5 +1,6 @@
 //! Failures and bad input end to end: NaN guard with rollback, kill -9 at random points then
-//! resume, corrupt checkpoints, and failed writes. Every case checks the message and that no
+//! resume, SIGTERM then resume, a second trainer on a running run's folder, corrupt checkpoints,
+//! and failed writes. Every case checks the message and that no
 //! panic (exit status 101) happened.
 
 mod common;
@@ -160,6 +161,132 @@ fn assert_same_weights(straight: &std::path::Path, run: &std::path::Path, kills:
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x.equal(y), "{name} differs after {kills} kills");
     }
+}
+
+/// Waits (at most 2 minutes) until `run`'s train.log contains `needle`.
+fn wait_for_log(run: &std::path::Path, needle: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(run.join("train.log"))
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no {needle:?} in train.log after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (`TERM`, `INT`, ...) to process `pid` with `kill`.
+fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The global step N of the `stopped at ... (global step N); continue with: ...` line.
+fn stopped_at_global_step(stderr: &str) -> u64 {
+    let (_, rest) = stderr
+        .split_once("(global step ")
+        .unwrap_or_else(|| panic!("no stop line in {stderr}"));
+    rest.split_once(')').unwrap().0.parse().unwrap()
+}
+
+/// SIGTERM (Slurm's time limit, `kill`'s default) stops a run as Ctrl-C does: the step ends, a
+/// checkpoint is written, status 0 and the resume command; resuming then gives the weights of an
+/// uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_like_ctrl_c_and_resume_gives_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let long = ["--set", "train.epochs=1000"];
+    let child = smoke_command(dir.path(), &run, &long)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_log(&run, "epoch    1/");
+    send_signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let resume = format!("continue with: vae train --resume {}", run.display());
+    assert!(err.contains(&resume), "{err}");
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains(&resume), "{log}");
+    assert!(!run.join("results.json").exists());
+    // A few steps past the stop, resumed and straight.
+    let end = (stopped_at_global_step(&err) + 4).to_string();
+    let out = vae(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--max-steps",
+            &end,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stopped_at_global_step(&stderr(&out)).to_string(), end);
+    let straight = dir.path().join("straight");
+    let out = train_smoke(
+        dir.path(),
+        &straight,
+        &[&long[..], &["--max-steps", &end]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_weights(&straight, &run, 1);
+}
+
+/// A second `vae train` into the folder of a running one fails at once, naming the first's pid,
+/// and writes nothing there; the first goes on undisturbed.
+#[cfg(unix)]
+#[test]
+fn a_second_trainer_on_a_running_runs_folder_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    let child = smoke_command(dir.path(), &run, &["--set", "train.epochs=1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for_log(&run, "starting run");
+    let out = vae(
+        dir.path(),
+        &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another flowvae process (pid {pid}, `vae train`) is writing into {}; wait for it to \
+             finish or stop it",
+            run.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join(".flowvae.lock")).unwrap(),
+        format!("{pid} vae train\n")
+    );
+    // The first run carries on: it completes an epoch and stops cleanly when asked to.
+    wait_for_log(&run, "epoch    1/");
+    send_signal(pid, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(!log.contains("resuming"), "{log}");
+    assert!(log.contains("continue with: vae train --resume"), "{log}");
 }
 
 #[test]

@@ -1,5 +1,10 @@
 //! `vae train`: trains a run, with progress bars, logs, TensorBoard curves, pictures,
 //! checkpoints, Ctrl-C handling and exact resumption.
+//!
+//! Ctrl-C, SIGTERM (`kill`, Slurm at a time limit) and SIGHUP all stop a run the same way: the
+//! step finishes, a checkpoint is written, and the resume command is printed. The run folder is
+//! locked for the whole run (`vae_io::RunLock`), so a second `vae train` into it fails at once
+//! instead of both writing into it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -167,6 +172,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     std::fs::create_dir_all(run.checkpoints())
         .with_context(|| format!("creating {}", run.root.display()))?;
+    // Held until this function returns; the OS releases it if the process dies.
+    let lock = vae_io::RunLock::acquire(&run.root, "vae train")?;
+    if let Some(reason) = lock.unlocked_reason() {
+        eprintln!(
+            "warning: cannot lock {} ({reason}): nothing stops a second process from writing \
+             into this run folder",
+            run.root.display()
+        );
+    }
+    // Only once the folder is ours: the temporary files of writers killed before their rename.
+    let mut stale_temps = 0;
+    for dir in [run.root.clone(), run.checkpoints()] {
+        stale_temps += vae_io::atomic::remove_stale_temps(&dir)?;
+    }
     let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
     if resuming {
         trainer.load_checkpoint(&run.checkpoint("last"))?;
@@ -206,6 +225,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         run.root.display(),
         tch::get_num_threads()
     ))?;
+    if stale_temps > 0 {
+        run.log_line(&format!(
+            "removed {stale_temps} temporary file(s) left by killed writers"
+        ))?;
+    }
 
     if !resuming {
         // A good checkpoint exists from the start, so a rollback always has somewhere to go.
@@ -214,9 +238,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        // A second Ctrl-C is not caught twice: the handler only sets the flag.
+        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature). A second signal is not
+        // caught twice: the handler only sets the flag, and the run stops after this step.
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
+            .context("installing the Ctrl-C/SIGTERM handler")?;
     }
     let mut tb = SummaryWriter::new(run.tensorboard());
     let picture_input = trainer
