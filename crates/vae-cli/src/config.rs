@@ -89,7 +89,11 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let cfg: RunConfig = serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The key's path in the message (`train.epochs: invalid type: string "ten", ...`).
+        let cfg: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("`{path}`: {}", e.into_inner())
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -119,6 +123,9 @@ impl RunConfig {
     }
 }
 
+/// The deepest `--set` key accepted (the config's deepest key has 4 levels).
+const MAX_KEY_DEPTH: usize = 8;
+
 /// Applies one `a.b.c=value` override; `value` is JSON when it parses, else a string.
 fn apply_override(root: &mut serde_json::Value, spec: &str) -> Result<()> {
     let Some((key, raw)) = spec.split_once('=') else {
@@ -128,6 +135,15 @@ fn apply_override(root: &mut serde_json::Value, spec: &str) -> Result<()> {
         serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
+    // No config key is deeper; thousands of levels would overflow the stack when the nested
+    // objects are read or dropped.
+    if parts.len() > MAX_KEY_DEPTH {
+        bail!(
+            "--set {}...: {} levels deep; config keys have at most {MAX_KEY_DEPTH}",
+            &key[..key.len().min(40)],
+            parts.len()
+        );
+    }
     for (i, part) in parts.iter().enumerate() {
         let obj = match node {
             serde_json::Value::Object(m) => m,
@@ -197,6 +213,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected key=value"), "{err}");
+        // A type error names its key.
+        let err = RunConfig::from_value(base(), &["train.epochs=\"ten\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`train.epochs`: invalid type: string \"ten\""),
+            "{err}"
+        );
+        // Impossible settings are refused at load time, not when they fail later.
+        let err = RunConfig::from_value(base(), &["train.epochs=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`train.epochs` = 0"), "{err}");
+        let err = RunConfig::from_value(base(), &["model.latent=99999999999".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`model.latent` = 99999999999"), "{err}");
+        // A key thousands of levels deep is refused, not a stack overflow.
+        let deep = format!("a{}=1", ".a".repeat(20_000));
+        let err = RunConfig::from_value(base(), &[deep])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("20001 levels deep"), "{err}");
     }
 
     /// Every config the repository ships loads, and a training step of it gives every variable

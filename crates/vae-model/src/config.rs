@@ -206,6 +206,9 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
 }
 
+/// The largest `model.latent` accepted.
+pub const MAX_LATENT: i64 = 1 << 16;
+
 fn positive(field: &str, v: f64, expected: &str) -> Result<()> {
     if v > 0.0 && v.is_finite() {
         Ok(())
@@ -218,6 +221,9 @@ impl ExperimentConfig {
     /// Checks the values no network constructor checks (those report their own errors).
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
+        if t.epochs == 0 {
+            return Err(Error::bad("train.epochs", 0, "an integer >= 1"));
+        }
         if t.batch_size == 0 {
             return Err(Error::bad("train.batch_size", 0, "an integer >= 1"));
         }
@@ -261,11 +267,13 @@ impl ExperimentConfig {
                 "a finite number >= 0",
             ));
         }
-        if self.model.latent < 1 {
+        // Above this the weights alone outgrow any machine's memory, and libtorch aborts on the
+        // allocation instead of saying which setting asked for it.
+        if !(1..=MAX_LATENT).contains(&self.model.latent) {
             return Err(Error::bad(
                 "model.latent",
                 self.model.latent,
-                "an integer >= 1",
+                "an integer from 1 to 65536",
             ));
         }
         if !self.model.log_sigma_offset.is_finite() {
