@@ -363,3 +363,59 @@ fn a_failed_write_stops_with_the_path() {
     // The checkpoints written before the failure are intact and resumable.
     assert!(model_tensors(&run.join("checkpoints/last.safetensors")).len() > 10);
 }
+
+/// Two evaluations writing the same output files cannot run at once: the second gets the
+/// first's pid; the run's own lock (training) is another file, so it does not stop them.
+#[test]
+fn a_second_evaluation_of_the_same_outputs_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    assert!(train_smoke(dir.path(), &run, &["--max-steps", "3"])
+        .status
+        .success());
+    let r = run.to_str().unwrap();
+    // `last`: three steps end before the first epoch, which writes `best`.
+    let eval = |steps: &str| {
+        let args = "--method ais --chains 2 --leapfrog 2 --n 2 --threads 1 --checkpoint last";
+        let mut v = vec!["eval", "--run", r, "--steps", steps];
+        v.extend(args.split(' '));
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let slow = eval("1000000");
+    let slow: Vec<&str> = slow.iter().map(String::as_str).collect();
+    let child = common::command(dir.path(), &slow)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let lock = run.join(".eval-ais-test.json.lock");
+    let held = format!("{pid} vae eval\n");
+    let start = Instant::now();
+    while std::fs::read_to_string(&lock).ok().as_deref() != Some(held.as_str()) {
+        if start.elapsed() > Duration::from_secs(60) {
+            send_signal(pid, "KILL");
+            let out = child.wait_with_output().unwrap();
+            panic!("the first evaluation never locked: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = vae(dir.path(), &slow);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another flowvae process (pid {pid}, `vae eval`) is writing into {}",
+            run.join("eval-ais-test.json").display()
+        )),
+        "{err}"
+    );
+    send_signal(pid, "KILL");
+    let _ = child.wait_with_output();
+    // The lock died with its holder.
+    let fast = eval("5");
+    let fast: Vec<&str> = fast.iter().map(String::as_str).collect();
+    let out = vae(dir.path(), &fast);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -221,6 +221,8 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
         std::fs::create_dir_all(parent)
             .with_context(|| format!("--out {}: creating {}", out.display(), parent.display()))?;
     }
+    // One evaluation at a time writes these files (a second gets the holder's pid).
+    let _lock = output_lock(&out, "vae eval")?;
     let n_all = n;
     let n = len;
     bar.set_message(format!("{method} on {n} images"));
@@ -515,6 +517,19 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
     }
     print_written(&out, &csv, plot.is_some().then_some(png.as_path()));
     Ok(())
+}
+
+/// The lock of an evaluation's output files, held until they are written; a warning where the
+/// filesystem cannot lock.
+pub(crate) fn output_lock(out: &Path, what: &str) -> Result<vae_io::lock::RunLock> {
+    let lock = vae_io::lock::RunLock::acquire_output(out, what)?;
+    if let Some(why) = lock.unlocked_reason() {
+        eprintln!(
+            "warning: {} cannot be locked ({why}); make sure no other evaluation writes it",
+            out.display()
+        );
+    }
+    Ok(lock)
 }
 
 /// Refuses outputs that would replace something other than a result file: a folder, a device, a

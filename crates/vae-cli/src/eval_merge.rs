@@ -63,6 +63,7 @@ pub fn run(args: EvalMergeArgs) -> Result<()> {
     ])?;
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("--out {}: creating it", out_dir.display()))?;
+    let _lock = crate::eval_cmd::output_lock(&out, "vae eval-merge")?;
     let total = first.info.total_images;
     let csv = out.with_extension("csv");
     let mut plot = None;

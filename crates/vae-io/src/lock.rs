@@ -36,7 +36,28 @@ impl RunLock {
     /// without waiting: [`Error::Locked`], naming the holder's pid and `what`, when another
     /// process (or another [`RunLock`] of this process) holds it.
     pub fn acquire(dir: &Path, what: &str) -> Result<RunLock> {
-        let path = dir.join(LOCK_FILE);
+        Self::acquire_at(dir.join(LOCK_FILE), dir, what)
+    }
+
+    /// Takes the lock of one output file `out` (e.g. an evaluation's summary, whose CSV and
+    /// picture go beside it): `.<name>.lock` in its folder, which must exist. Two evaluations
+    /// writing the same files cannot run at once; an evaluation and a training of the same run
+    /// can, since they write different files. [`Error::Locked`] names `out`.
+    pub fn acquire_output(out: &Path, what: &str) -> Result<RunLock> {
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let folder = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::acquire_at(folder.join(format!(".{name}.lock")), out, what)
+    }
+
+    /// Locks `path`, naming `target` (what the lock protects) in the error.
+    fn acquire_at(path: PathBuf, target: &Path, what: &str) -> Result<RunLock> {
+        let dir = target;
         let write_fail = |source| Error::Write {
             path: path.clone(),
             source,
@@ -122,6 +143,27 @@ fn lock_unsupported(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_lock_is_per_file_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("eval-is-test.json");
+        let run = RunLock::acquire(dir.path(), "vae train").unwrap();
+        // The run's lock does not stop an evaluation writing its own files into the folder.
+        let first = RunLock::acquire_output(&out, "vae eval").unwrap();
+        assert_eq!(first.path(), dir.path().join(".eval-is-test.json.lock"));
+        let other = RunLock::acquire_output(&dir.path().join("eval-ais-test.json"), "vae eval");
+        assert!(other.is_ok());
+        let err = RunLock::acquire_output(&out, "vae eval")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("`vae eval`) is writing into {}", out.display())),
+            "{err}"
+        );
+        drop((run, first));
+        assert!(RunLock::acquire_output(&out, "vae eval").is_ok());
+    }
 
     #[test]
     fn a_second_lock_fails_naming_the_holder_until_the_first_is_dropped() {
