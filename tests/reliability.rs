@@ -419,3 +419,41 @@ fn a_second_evaluation_of_the_same_outputs_is_refused_naming_the_first() {
     let out = vae(dir.path(), &fast);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `--resume` never starts over on top of a run's work: without `last` it continues from `best`
+/// (saying so), and without any checkpoint it refuses, leaving `results.json` as it was.
+#[test]
+fn resume_without_last_continues_from_best_and_without_checkpoints_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    assert!(train_smoke(dir.path(), &run, &[]).status.success());
+    let results = std::fs::read(run.join("results.json")).unwrap();
+    let resume = |extra: &[&str]| {
+        let mut a = vec!["train", "--resume", run.to_str().unwrap(), "--threads", "1"];
+        a.extend(extra);
+        vae(dir.path(), &a)
+    };
+    std::fs::remove_file(run.join("checkpoints/last.safetensors")).unwrap();
+    let out = resume(&["--set", "train.epochs=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming from checkpoints/best.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(run.join("checkpoints/last.safetensors").exists());
+    let results = std::fs::read(run.join("results.json")).unwrap_or(results);
+    for name in ["last", "best"] {
+        std::fs::remove_file(run.join(format!("checkpoints/{name}.safetensors"))).unwrap();
+    }
+    let out = resume(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has trained") && stderr(&out).contains("no checkpoint left"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(run.join("results.json")).unwrap(), results);
+    assert!(!run.join("checkpoints/best.safetensors").exists());
+}

@@ -110,7 +110,9 @@ pub fn json_differences(
 }
 
 /// The run's config and folder, new or resumed.
-fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
+/// The third value is the checkpoint a resume continues from (`last`, else `best`), `None` for
+/// a new run or one killed before its first checkpoint.
+fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<&'static str>)> {
     if let Some(dir) = &args.resume {
         let run = RunDir::new(dir);
         let saved_path = run.config();
@@ -136,9 +138,32 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
                 diffs.join("; ")
             );
         }
-        // Killed before its first checkpoint: nothing was trained, so start it over.
-        let has_checkpoint = run.checkpoint("last").exists();
-        return Ok((wanted, run, has_checkpoint));
+        let from =
+            if run.checkpoint("last").exists() {
+                Some("last")
+            } else if run.checkpoint("best").exists() {
+                // `last` removed (e.g. after a checksum error): continue from `best`, which only
+                // an improvement replaces, rather than start over and overwrite it.
+                eprintln!(
+                    "--resume {}: checkpoints/last.safetensors is missing; resuming from \
+                 checkpoints/best.safetensors (the epochs after it are trained again)",
+                    dir.display()
+                );
+                Some("best")
+            } else if run.results().exists() || run.metrics().exists() {
+                bail!(
+                "--resume {}: the run has trained ({} exists) but has no checkpoint left in {}; \
+                 starting over would replace its results: start a new run with --out, or \
+                 restore a checkpoint",
+                dir.display(),
+                if run.results().exists() { run.results() } else { run.metrics() }.display(),
+                run.checkpoints().display()
+            );
+            } else {
+                // Killed before its first checkpoint: nothing was trained, so start it over.
+                None
+            };
+        return Ok((wanted, run, from));
     }
     let Some(path) = &args.config else {
         bail!("give --config FILE for a new run, or --resume DIR to continue one");
@@ -156,7 +181,7 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, bool)> {
             run.root.display()
         );
     }
-    Ok((cfg, run, false))
+    Ok((cfg, run, None))
 }
 
 fn bar_style(template: &str) -> ProgressStyle {
@@ -167,7 +192,8 @@ fn bar_style(template: &str) -> ProgressStyle {
 
 /// `vae train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (cfg, run, resuming) = prepare(&args)?;
+    let (cfg, run, resume_from) = prepare(&args)?;
+    let resuming = resume_from.is_some();
     let device = device(&args.device)?;
     set_threads(args.threads)?;
     std::fs::create_dir_all(run.checkpoints())
@@ -187,8 +213,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stale_temps += vae_io::atomic::remove_stale_temps(&dir)?;
     }
     let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
-    if resuming {
-        trainer.load_checkpoint(&run.checkpoint("last"))?;
+    if let Some(name) = resume_from {
+        trainer.load_checkpoint(&run.checkpoint(name))?;
     }
     // Test-only fault injection (README, "Bad input and failures"): NaN losses from a step on.
     if let Ok(spec) = std::env::var("FLOWVAE_TEST_INJECT_NAN") {
