@@ -100,10 +100,18 @@ impl RunConfig {
 
     /// Checks values the libraries would otherwise reject later (or not at all).
     pub fn validate(&self) -> Result<()> {
-        if self.name.is_empty() || self.name.contains('/') {
+        // The name becomes the folder runs/NAME: it must stay inside runs/.
+        let n = &self.name;
+        if n.is_empty()
+            || n == "."
+            || n == ".."
+            || n.len() > 100
+            || n.contains(['/', '\\'])
+            || n.chars().any(char::is_control)
+        {
             bail!(
-                "invalid config value `name` = {:?}: expected a non-empty name without `/`",
-                self.name
+                "invalid config value `name` = {n:?}: expected a folder name of 1 to 100 \
+                 characters, not `.` or `..`, without `/`, `\\` or control characters"
             );
         }
         if self.logging.checkpoint_every == 0 {
@@ -209,6 +217,16 @@ mod tests {
             err.contains("unknown variant `cifar`, expected `mnist` or `fashion-mnist`"),
             "{err}"
         );
+        for bad in ["..", ".", "a\\b", "a/b", ""] {
+            let err =
+                RunConfig::from_value(base(), &[format!("name=\"{}\"", bad.replace('\\', "\\\\"))])
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.contains("invalid config value `name`"),
+                "{bad:?}: {err}"
+            );
+        }
         let err = RunConfig::from_value(base(), &["nokey".into()])
             .unwrap_err()
             .to_string();
