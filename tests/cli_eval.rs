@@ -345,6 +345,29 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         "--method bdmc --passes one-sample",
         "--passes is an importance-sampling setting",
     );
+    // More threads than cores: capped, saying so.
+    let o = vae(
+        dir.path(),
+        &[
+            "eval",
+            "--run",
+            run.to_str().unwrap(),
+            "--k",
+            "10",
+            "--n",
+            "2",
+            "--threads",
+            "100000",
+            "--out",
+            dir.path().join("evals/threads.json").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--threads 100000: this machine has"),
+        "{}",
+        stderr(&o)
+    );
     // An --out that would replace a run's own files, a folder or a device is refused before any
     // estimation, and nothing is written.
     let config_before = std::fs::read(run.join("config.json")).unwrap();

@@ -315,6 +315,23 @@ fn config_errors_name_the_key_and_never_panic() {
     assert!(train(dir.path(), &run, &["--max-steps", "2"])
         .status
         .success());
+    // --out with --resume was silently ignored: now refused.
+    let out = vae(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--out",
+            "elsewhere",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
     let out = vae(
         dir.path(),
         &[

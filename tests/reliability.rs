@@ -457,3 +457,40 @@ fn resume_without_last_continues_from_best_and_without_checkpoints_refuses() {
     assert_eq!(std::fs::read(run.join("results.json")).unwrap(), results);
     assert!(!run.join("checkpoints/best.safetensors").exists());
 }
+
+/// A checkpoint copied in from another run (same architecture, other training settings) is not
+/// resumed silently: the differences are listed, and `--force` accepts them.
+#[test]
+fn a_checkpoint_of_another_run_is_not_resumed_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (run, lr) in [(&a, "0.001"), (&b, "0.002")] {
+        let set = format!("train.learning_rate={lr}");
+        assert!(
+            train_smoke(dir.path(), run, &["--max-steps", "3", "--set", &set])
+                .status
+                .success()
+        );
+    }
+    std::fs::copy(
+        b.join("checkpoints/last.safetensors"),
+        a.join("checkpoints/last.safetensors"),
+    )
+    .unwrap();
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", a.to_str().unwrap(), "--max-steps", "4"];
+        args.extend(extra);
+        vae(dir.path(), &args)
+    };
+    let out = resume(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("train.learning_rate: 0.002 -> 0.001")
+            && stderr(&out).contains("pass --force"),
+        "{}",
+        stderr(&out)
+    );
+    let out = resume(&["--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

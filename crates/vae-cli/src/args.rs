@@ -401,7 +401,7 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Run folder [default: runs/<name>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (same warm-up, LR, step and data order)
     #[arg(long, value_name = "DIR")]

@@ -55,6 +55,15 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
         if n == 0 {
             bail!("--threads 0: expected at least 1");
         }
+        // More threads than cores only adds contention (and thousands exhaust the process's
+        // limits): capped, saying so.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let n = if n > cores {
+            eprintln!("--threads {n}: this machine has {cores} cores; using {cores}");
+            cores
+        } else {
+            n
+        };
         tch::set_num_threads(n as i32);
     }
     Ok(())
@@ -163,6 +172,26 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<&'static str>)
                 // Killed before its first checkpoint: nothing was trained, so start it over.
                 None
             };
+        // The checkpoint may come from another run copied in: its own settings must match too.
+        if let Some(name) = from {
+            let ck = vae_model::Checkpoint::read(&run.checkpoint(name))?;
+            let mut diffs = Vec::new();
+            json_differences(
+                &serde_json::to_value(ck.config())?,
+                &serde_json::to_value(wanted.experiment())?,
+                "",
+                &mut diffs,
+            );
+            diffs.retain(|d| !d.starts_with("train.epochs:"));
+            if !diffs.is_empty() && !args.force {
+                bail!(
+                    "--resume {}: checkpoints/{name}.safetensors was written with other \
+                     settings than the run's ({}); pass --force to resume anyway",
+                    dir.display(),
+                    diffs.join("; ")
+                );
+            }
+        }
         return Ok((wanted, run, from));
     }
     let Some(path) = &args.config else {
