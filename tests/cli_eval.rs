@@ -345,6 +345,12 @@ fn eval_writes_summary_csv_and_plot_for_each_method() {
         "--method bdmc --passes one-sample",
         "--passes is an importance-sampling setting",
     );
+    // Sizes whose buffers cannot fit are refused before any allocation.
+    bad(
+        "--k 100000000000",
+        "--k 100000000000: its buffers alone need about",
+    );
+    bad("--method ais --steps 1000000000000", "more than the");
     // More threads than cores: capped, saying so.
     let o = vae(
         dir.path(),

@@ -170,6 +170,7 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
             config.examples_per_group()
         }
     };
+    check_memory(args, model.latent_dim())?;
     let (first, len) = match args.shard {
         Some(s) => s.slice(n, align).map_err(anyhow::Error::msg)?,
         None => (0, n),
@@ -517,6 +518,46 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
     }
     print_written(&out, &csv, plot.is_some().then_some(png.as_path()));
     Ok(())
+}
+
+/// Refuses sizes whose buffers alone would not fit in the memory available (they would abort
+/// in an allocation, or swap for hours): IS holds `k` noise vectors and log-weights per example
+/// of a model call, AIS a schedule and traces per annealing step.
+fn check_memory(args: &EvalArgs, latent: i64) -> Result<()> {
+    let Some(available) = memory_available() else {
+        return Ok(());
+    };
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let (flag, value, bytes) = match args.method {
+        EvalMethod::Is => {
+            let c = is_config(args);
+            let rows = c.num_samples.max(c.max_rows.unwrap_or(0)) as f64;
+            // Per row: the noise (f32 x D) and the log-weight read back and copied (f64 x 3).
+            ("--k", c.num_samples, rows * (4.0 * latent as f64 + 24.0))
+        }
+        EvalMethod::Ais | EvalMethod::Bdmc => {
+            let c = ais_config(args, AisStart::Prior);
+            // Per step: the inverse temperature and four trace values per group, f64.
+            ("--steps", c.anneal_steps, c.anneal_steps as f64 * 48.0)
+        }
+    };
+    if bytes > 0.8 * available as f64 {
+        bail!(
+            "{flag} {value}: its buffers alone need about {:.1} GiB, more than the {:.1} GiB of \
+             memory available here; use a smaller {flag}",
+            gib(bytes),
+            gib(available as f64)
+        );
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of `/proc/meminfo`, bytes; `None` where it cannot be read (not Linux).
+fn memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// The lock of an evaluation's output files, held until they are written; a warning where the
