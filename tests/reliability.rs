@@ -494,3 +494,21 @@ fn a_checkpoint_of_another_run_is_not_resumed_without_a_word() {
     let out = resume(&["--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// TensorBoard's writer (tensorboard-rs) panics on I/O errors: a TensorBoard folder that cannot
+/// be made is an error with its path before training starts, never a panic.
+#[test]
+fn an_unusable_tensorboard_folder_is_a_message_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 800, 100);
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("tensorboard"), b"a file where the folder goes").unwrap();
+    let out = train_smoke(dir.path(), &run, &["--max-steps", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("creating the TensorBoard folder"),
+        "{}",
+        stderr(&out)
+    );
+}

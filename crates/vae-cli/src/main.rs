@@ -9,6 +9,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod args;
 mod bench_cmd;
+mod board;
 mod data_cmd;
 mod eval_cmd;
 mod eval_merge;

@@ -13,12 +13,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tch::{Device, Tensor};
-use tensorboard_rs::summary_writer::SummaryWriter;
 use vae_data::{default_data_dir, Dataset, SplitKind};
 use vae_io::results::{EpochMetrics, SplitElbo, TrainResults};
 use vae_model::{DataConfig, EpochOutcome, EpochReport, EvalReport, Trainer};
 
 use crate::args::TrainArgs;
+use crate::board::Board;
 use crate::config::RunConfig;
 use crate::pictures;
 use crate::run_dir::{git_commit, now, write_json, RunDir};
@@ -298,7 +298,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("installing the Ctrl-C/SIGTERM handler")?;
     }
-    let mut tb = SummaryWriter::new(run.tensorboard());
+    let mut tb = Board::open(&run.tensorboard())?;
     let picture_input = trainer
         .split(SplitKind::Test)
         .slice(0..100.min(trainer.split(SplitKind::Test).len()));
@@ -362,7 +362,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         multi.println(&line).ok();
         run.log_line(&line)?;
         metrics.append(&run.metrics())?;
-        write_scalars(&mut tb, &report);
+        tb.epoch(&report);
         if report.improved {
             trainer.save_checkpoint(&run.checkpoint("best"))?;
         }
@@ -486,25 +486,10 @@ fn epoch_line(m: &EpochMetrics) -> String {
     )
 }
 
-fn write_scalars(tb: &mut SummaryWriter, r: &EpochReport) {
-    let step = r.epoch;
-    tb.add_scalar("train/neg_elbo", r.train_neg_elbo as f32, step);
-    tb.add_scalar("train/rec", r.train_rec as f32, step);
-    tb.add_scalar("train/kl", r.train_kl as f32, step);
-    tb.add_scalar("train/grad_norm", r.grad_norm as f32, step);
-    tb.add_scalar("schedule/warmup", r.warmup as f32, step);
-    tb.add_scalar("schedule/lr", r.lr as f32, step);
-    if let Some(v) = r.validation {
-        tb.add_scalar("validation/neg_elbo", v.neg_elbo as f32, step);
-        tb.add_scalar("validation/rec", v.rec as f32, step);
-        tb.add_scalar("validation/kl", v.kl as f32, step);
-    }
-}
-
 fn write_pictures(
     trainer: &Trainer,
     run: &RunDir,
-    tb: &mut SummaryWriter,
+    tb: &mut Board,
     input: &vae_data::Split,
     epoch: usize,
     device: Device,
@@ -523,7 +508,7 @@ fn write_pictures(
     recon.save_png(&run.reconstructions())?;
     for (tag, img) in [("samples", &samples), ("reconstructions", &recon)] {
         let (rgb, dim) = pictures::tensorboard_rgb(img);
-        tb.add_image(tag, &rgb, &dim, epoch);
+        tb.image(tag, &rgb, &dim, epoch);
     }
     Ok(())
 }
