@@ -322,7 +322,7 @@ fn corrupt_checkpoints_say_what_is_wrong() {
     let at = flipped.len() / 2; // inside a weight tensor: the header and meta.json are small
     flipped[at] ^= 0x10;
     std::fs::write(&last, &flipped).unwrap();
-    check("checksum mismatch");
+    check("integrity check failed");
     // A checkpoint of another format version.
     let mut tensors = tch::Tensor::read_safetensors(run.join("checkpoints/best.safetensors")).ok();
     if tensors.is_none() {

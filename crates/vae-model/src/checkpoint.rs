@@ -78,6 +78,37 @@ impl Checkpoint {
         let state =
             serde_json::from_value(v["state"].clone()).map_err(|e| err(format!("state: {e}")))?;
         let checksum = v.get("checksum").and_then(|c| c.as_u64());
+        // Everything that is loaded: every tensor's name, dtype, shape and bytes, and meta.json
+        // (format, config, training state). Checkpoints written before it carry only `checksum`.
+        if let Some(stored) = v.get("integrity").and_then(|c| c.as_u64()) {
+            let mut named: Vec<(&str, &Tensor)> = tensors
+                .iter()
+                .filter(|(k, _)| k.as_str() != "meta.json")
+                .map(|(k, t)| (k.as_str(), t))
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            let mut covered = v.clone();
+            if let Some(m) = covered.as_object_mut() {
+                m.remove("checksum");
+                m.remove("integrity");
+            }
+            let covered = serde_json::to_vec(&covered).map_err(|e| err(e.to_string()))?;
+            let sum = integrity(
+                named
+                    .iter()
+                    .map(|(k, t)| HostTensor::of(k, t).map(|h| (*k, h.dtype, h.shape, h.data))),
+                &covered,
+            )
+            .map_err(err)?;
+            if stored != sum as u64 {
+                return Err(err(format!(
+                    "integrity check failed (stored {stored}, computed {sum}): its tensors, \
+                     their dtypes or shapes, its config or its training state were changed \
+                     or are corrupt; use the other checkpoint of the run (best or last) or an \
+                     older copy"
+                )));
+            }
+        }
         if let Some(stored) = checksum {
             let mut named: Vec<(&str, &Tensor)> = tensors
                 .iter()
@@ -247,9 +278,26 @@ pub fn write(
         .map(|(name, t)| Ok((name.as_str(), HostTensor::of(name, t)?)))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(fail)?;
+    let covered = serde_json::json!({
+        "format": CHECKPOINT_FORMAT,
+        "config": config,
+        "state": state,
+    });
+    // What `integrity` covers of meta.json: the object without the two sums, serialised as
+    // the reader re-serialises what it parsed.
+    let covered_bytes =
+        serde_json::to_vec(&covered).map_err(|e| fail(format!("serialising meta.json: {e}")))?;
+    let integrity_sum = integrity(
+        hosts
+            .iter()
+            .map(|(name, h)| Ok((*name, h.dtype, h.shape.clone(), h.data.as_slice()))),
+        &covered_bytes,
+    )
+    .map_err(fail)?;
     let meta = serde_json::json!({
         "format": CHECKPOINT_FORMAT,
         "checksum": crc(hosts.iter().map(|(name, h)| Ok((*name, h.data.as_slice())))).map_err(fail)?,
+        "integrity": integrity_sum,
         "config": config,
         "state": state,
     });
@@ -306,6 +354,26 @@ impl View for HostTensor {
 
 /// CRC-32 over the names and raw bytes of a checkpoint's tensors, in the order given (sorted
 /// by name); the first failed host copy is the error.
+/// CRC-32 over each tensor's name, dtype, shape and bytes, in the order given (sorted by name),
+/// then `meta`: what [`Checkpoint::read`] checks as `integrity`.
+fn integrity<'a, B: AsRef<[u8]>>(
+    tensors: impl Iterator<Item = std::result::Result<(&'a str, Dtype, Vec<usize>, B), String>>,
+    meta: &[u8],
+) -> std::result::Result<u32, String> {
+    let mut h = crc32fast::Hasher::new();
+    for item in tensors {
+        let (name, dtype, shape, data) = item?;
+        h.update(name.as_bytes());
+        h.update(format!("{dtype:?}").as_bytes());
+        for d in shape {
+            h.update(&(d as u64).to_le_bytes());
+        }
+        h.update(data.as_ref());
+    }
+    h.update(meta);
+    Ok(h.finalize())
+}
+
 fn crc<'a, B: AsRef<[u8]>>(
     tensors: impl Iterator<Item = std::result::Result<(&'a str, B), String>>,
 ) -> std::result::Result<u32, String> {

@@ -142,7 +142,7 @@ fn refused_files_name_the_problem() {
     let bad = dir.path().join("flipped.safetensors");
     std::fs::write(&bad, &bytes).unwrap();
     let msg = Vae::load(&bad, Device::Cpu).unwrap_err().to_string();
-    assert!(msg.contains("checksum mismatch"), "{msg}");
+    assert!(msg.contains("integrity check failed"), "{msg}");
 
     std::fs::write(&bad, b"not a checkpoint").unwrap();
     let msg = Vae::load(&bad, Device::Cpu).unwrap_err().to_string();
@@ -158,4 +158,86 @@ fn a_checkpoint_that_is_not_a_regular_file_is_refused() {
         let e = vae_model::Checkpoint::read(path).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{}: {e}", path.display());
     }
+}
+
+/// Rewrites the safetensors file `src` into `dst` with `edit` applied to each `(name, dtype,
+/// shape, bytes)`.
+fn rewrite(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    edit: impl Fn(&str, &mut safetensors::Dtype, &mut Vec<u8>),
+) {
+    use safetensors::tensor::{serialize_to_file, TensorView};
+    let bytes = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    for (n, dtype, shape, data) in owned.iter_mut() {
+        edit(n, dtype, data);
+        // meta.json is a byte vector: its length follows an edit.
+        if *dtype == safetensors::Dtype::U8 && shape.len() == 1 {
+            shape[0] = data.len();
+        }
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    serialize_to_file(views, &None, dst).unwrap();
+}
+
+/// Everything that is loaded is covered by the checkpoint's integrity sum: an edited training
+/// state (the epoch counter in meta.json) or a tensor's dtype changed in the header (same bytes)
+/// is refused; the untouched file, rewritten the same way, still loads.
+#[test]
+fn edited_state_or_dtypes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ck) = trained(dir.path());
+    let same = dir.path().join("same.safetensors");
+    rewrite(&ck, &same, |_, _, _| {});
+    Checkpoint::read(&same).unwrap();
+    let edited = dir.path().join("edited.safetensors");
+    rewrite(&ck, &edited, |name, _, data| {
+        if name == "meta.json" {
+            let text = String::from_utf8(data.clone()).unwrap();
+            let changed = text.replacen("\"epochs_done\":1", "\"epochs_done\":7", 1);
+            assert_ne!(text, changed, "the state names epochs_done: {text}");
+            *data = changed.into_bytes();
+        }
+    });
+    let e = Checkpoint::read(&edited).unwrap_err().to_string();
+    assert!(e.contains("integrity check failed"), "{e}");
+    let retyped = dir.path().join("retyped.safetensors");
+    rewrite(&ck, &retyped, |name, dtype, _| {
+        if name.starts_with("model.") && *dtype == safetensors::Dtype::F32 {
+            *dtype = safetensors::Dtype::I32;
+        }
+    });
+    let e = Checkpoint::read(&retyped).unwrap_err().to_string();
+    assert!(e.contains("integrity check failed"), "{e}");
+    // A checkpoint from before the integrity sum (its meta.json without it) is still checked by
+    // its checksum over the tensors' bytes.
+    let old = dir.path().join("old.safetensors");
+    rewrite(&ck, &old, |name, _, data| {
+        if name == "meta.json" {
+            let mut meta: serde_json::Value = serde_json::from_slice(data).unwrap();
+            meta.as_object_mut().unwrap().remove("integrity");
+            *data = serde_json::to_vec(&meta).unwrap();
+        }
+    });
+    Checkpoint::read(&old).unwrap();
+    rewrite(&ck, &old, |name, _, data| {
+        if name == "meta.json" {
+            let mut meta: serde_json::Value = serde_json::from_slice(data).unwrap();
+            meta.as_object_mut().unwrap().remove("integrity");
+            *data = serde_json::to_vec(&meta).unwrap();
+        } else if name.starts_with("model.") && !data.is_empty() {
+            data[0] ^= 0x40;
+        }
+    });
+    let e = Checkpoint::read(&old).unwrap_err().to_string();
+    assert!(e.contains("checksum mismatch"), "{e}");
 }
