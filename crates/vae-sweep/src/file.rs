@@ -88,6 +88,43 @@ impl<'de, const MIN: u64> Deserialize<'de> for UInt<MIN> {
     }
 }
 
+/// A [`Text`] without whitespace: a `#SBATCH` value or option, which a space would split into
+/// two words for sbatch (the second silently read as something else).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Word(pub String);
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Text(s) = Text::deserialize(d)?;
+        if s.chars().any(char::is_whitespace) {
+            return Err(de::Error::custom(format_args!(
+                "{s:?} contains a space: a Slurm option is one word (e.g. \"--account=ml\")"
+            )));
+        }
+        Ok(Word(s))
+    }
+}
+
+/// Local runs at a time: at least 1, at most [`MAX_JOBS`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Jobs(pub u64);
+
+/// The most `jobs` a sweep file may ask for: each is a process with its own libtorch threads
+/// and memory, and thousands would exhaust the machine's process limits before any result.
+pub(crate) const MAX_JOBS: u64 = 256;
+
+impl<'de> Deserialize<'de> for Jobs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match v.as_u64() {
+            Some(n) if (1..=MAX_JOBS).contains(&n) => Ok(Jobs(n)),
+            _ => Err(de::Error::custom(format_args!(
+                "expected an integer from 1 to {MAX_JOBS}, found {v}"
+            ))),
+        }
+    }
+}
+
 /// Any JSON number, as f64.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Number(pub f64);
@@ -126,7 +163,7 @@ pub(crate) struct SbatchOption(pub String);
 
 impl<'de> Deserialize<'de> for SbatchOption {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Text(e) = Text::deserialize(d)?;
+        let Word(e) = Word::deserialize(d)?;
         if !e.starts_with('-') {
             return Err(de::Error::custom(format_args!(
                 "expected an sbatch option like \"--account=ml\", found {e:?}"
@@ -441,7 +478,7 @@ pub(crate) struct RawSweep {
     #[serde(default, deserialize_with = "present")]
     pub device: Option<Text>,
     #[serde(default, deserialize_with = "present")]
-    pub jobs: Option<UInt<1>>,
+    pub jobs: Option<Jobs>,
     #[serde(default, deserialize_with = "present")]
     pub x_key: Option<Text>,
     #[serde(default, deserialize_with = "present")]
@@ -496,13 +533,13 @@ impl Described for RawEval {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSlurm {
     #[serde(default, deserialize_with = "present")]
-    pub partition: Option<Text>,
+    pub partition: Option<Word>,
     #[serde(default, deserialize_with = "present")]
     pub cpus_per_task: Option<UInt<1>>,
     #[serde(default, deserialize_with = "present")]
-    pub mem: Option<Text>,
+    pub mem: Option<Word>,
     #[serde(default, deserialize_with = "present")]
-    pub time: Option<Text>,
+    pub time: Option<Word>,
     #[serde(default, deserialize_with = "present")]
     pub gpus: Option<UInt<0>>,
     #[serde(default, deserialize_with = "present")]

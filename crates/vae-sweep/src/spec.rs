@@ -576,7 +576,7 @@ mod tests {
             ),
             (
                 json!({"base": "../smoke.json", "jobs": 0}),
-                "`jobs`: expected an integer >= 1, found 0",
+                "`jobs`: expected an integer from 1 to 256, found 0",
             ),
             (
                 json!({"base": "../smoke.json", "x_key": "model.latent"}),
@@ -672,7 +672,10 @@ mod tests {
             (r#"{"base": "../smoke.json", "eval": {"shards": 1.5}}"#, "`eval.shards`: expected an integer from 1 to 10000, found 1.5"),
             (r#"{"base": "../smoke.json", "slurm": []}"#, "`slurm`: expected an object, found an array"),
             (r#"{"base": "../smoke.json", "slurm": {"gpus": -1}}"#, "`slurm.gpus`: expected an integer >= 0, found -1"),
-            (r#"{"base": "../smoke.json", "jobs": 1.5}"#, "`jobs`: expected an integer >= 1, found 1.5"),
+            (r#"{"base": "../smoke.json", "jobs": 1.5}"#, "`jobs`: expected an integer from 1 to 256, found 1.5"),
+            (r#"{"base": "../smoke.json", "jobs": 100000}"#, "`jobs`: expected an integer from 1 to 256, found 100000"),
+            (r#"{"base": "../smoke.json", "slurm": {"partition": "cpu gpu"}}"#, "`slurm.partition`: \"cpu gpu\" contains a space"),
+            (r#"{"base": "../smoke.json", "slurm": {"extra": ["--account=a b"]}}"#, "`slurm.extra[0]`: \"--account=a b\" contains a space"),
             (r#"{"base": "../smoke.json", "variants": {}}"#, "`variants`: expected a non-empty array of {\"label\", \"x\", \"set\"} objects, found an object"),
             (r#"{"base": "../smoke.json", "grid": {}} x"#, "not valid JSON: trailing characters at line 1 column 39"),
             (r#"{"base": "../smoke.json", "#, "not valid JSON: EOF while parsing"),

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::file::{
-    present, type_name, Described, List, ListKind, Number, Obj, RawSlurm, Text, UInt,
+    present, type_name, Described, Jobs, List, ListKind, Number, Obj, RawSlurm, Text, UInt,
 };
 use crate::spec::SlurmSpec;
 
@@ -501,7 +501,7 @@ pub(crate) struct RawEvalFile {
     #[serde(default, deserialize_with = "present")]
     pub shards: Option<ShardCount>,
     #[serde(default, deserialize_with = "present")]
-    pub jobs: Option<UInt<1>>,
+    pub jobs: Option<Jobs>,
     #[serde(default, deserialize_with = "present")]
     pub device: Option<Text>,
     #[serde(default, deserialize_with = "present")]
@@ -745,7 +745,7 @@ mod tests {
             (format!(r#"{{{base}, "evals": [{{"method": "is", "method": "ais"}}]}}"#), "`evals[0]`: duplicate field `method`"),
             (format!(r#"{{{base}, "evals": [{{"method": "is", "shards": 0}}]}}"#), "`evals[0].shards`: expected an integer from 1 to 10000, found 0"),
             (r#"{"run": "runs/x", "shards": 10001, "evals": [{"method": "is"}]}"#.into(), "`shards`: expected an integer from 1 to 10000, found 10001"),
-            (r#"{"run": "runs/x", "shards": 2, "jobs": 0, "evals": [{"method": "is"}]}"#.into(), "`jobs`: expected an integer >= 1, found 0"),
+            (r#"{"run": "runs/x", "shards": 2, "jobs": 0, "evals": [{"method": "is"}]}"#.into(), "`jobs`: expected an integer from 1 to 256, found 0"),
             (r#"{"run": "runs/x", "shards": 2, "slurm": {"cpus": 2}, "evals": [{"method": "is"}]}"#.into(), "`slurm.cpus`: unknown field `cpus`, expected one of `partition`"),
             (r#"{"run": "runs/x", "shards": 2, "slurm": {"extra": ["x"]}, "evals": [{"method": "is"}]}"#.into(), "`slurm.extra[0]`: expected an sbatch option"),
             (r#"{"run": "runs/x\ny", "shards": 2, "evals": [{"method": "is"}]}"#.into(), "`run`: \"runs/x\\ny\" contains a control character"),
