@@ -214,31 +214,40 @@ fn execute(plan: &Plan, run: &Run, threads: usize) -> Result<Outcome> {
 
 /// Runs `vae args`, appending its output to `log`; a pid file beside the log marks it running.
 fn vae(plan: &Plan, args: &[String], log: &Path) -> Result<()> {
+    run_logged(&plan.vae, &plan.root, args, log)
+}
+
+/// Runs the `vae` binary with `args` in `root`, its output appended to `log` (whose folder is
+/// made), a pid file beside the log while it runs; a failure names the log's last line. The
+/// sweep's runs and the sharded evaluations' shards both run this way.
+pub(crate) fn run_logged(vae: &Path, root: &Path, args: &[String], log: &Path) -> Result<()> {
     use std::io::Write;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(Error::io("opening", log))?;
-    writeln!(f, "\n$ {} {}", plan.vae.display(), args.join(" "))
-        .map_err(Error::io("writing", log))?;
+    writeln!(f, "\n$ {} {}", vae.display(), args.join(" ")).map_err(Error::io("writing", log))?;
     let err: File = f.try_clone().map_err(Error::io("opening", log))?;
-    let mut child = Command::new(&plan.vae)
+    let mut child = Command::new(vae)
         .args(args)
-        .current_dir(&plan.root)
+        .current_dir(root)
         .stdin(Stdio::null())
         .stdout(f)
         .stderr(err)
         .spawn()
         .map_err(|error| Error::Start {
-            program: plan.vae.display().to_string(),
+            program: vae.display().to_string(),
             error,
         })?;
     let pid_file = log.with_extension("pid");
     std::fs::write(&pid_file, child.id().to_string()).map_err(Error::io("writing", &pid_file))?;
     let status = child.wait();
     let _ = std::fs::remove_file(&pid_file);
-    let status = status.map_err(Error::io("waiting for", &plan.vae))?;
+    let status = status.map_err(Error::io("waiting for", vae))?;
     if !status.success() {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
         let last = tail

@@ -162,6 +162,31 @@ pub struct SlurmSpec {
     pub extra: Vec<String>,
 }
 
+impl SlurmSpec {
+    /// The checked `slurm` section of a sweep or eval file; the defaults where it is absent.
+    pub(crate) fn from_raw(raw: Option<Obj<RawSlurm>>) -> SlurmSpec {
+        let Some(Obj(RawSlurm {
+            partition,
+            cpus_per_task,
+            mem,
+            time,
+            gpus,
+            extra,
+        })) = raw
+        else {
+            return SlurmSpec::default();
+        };
+        SlurmSpec {
+            partition: partition.map(|t| t.0),
+            cpus_per_task: cpus_per_task.map_or(1, |n| n.0),
+            mem: mem.map(|t| t.0),
+            time: time.map(|t| t.0),
+            gpus: gpus.map_or(0, |n| n.0),
+            extra: extra.map_or_else(Vec::new, |e| e.0.into_iter().map(|o| o.0).collect()),
+        }
+    }
+}
+
 impl Default for SlurmSpec {
     fn default() -> Self {
         SlurmSpec {
@@ -387,24 +412,7 @@ impl Sweep {
                 None => return Err(SpecError::XKeyNotInGrid { key: k.clone() }),
             }
         }
-        let slurm = match raw.slurm {
-            None => SlurmSpec::default(),
-            Some(Obj(RawSlurm {
-                partition,
-                cpus_per_task,
-                mem,
-                time,
-                gpus,
-                extra,
-            })) => SlurmSpec {
-                partition: partition.map(|t| t.0),
-                cpus_per_task: cpus_per_task.map_or(1, |n| n.0),
-                mem: mem.map(|t| t.0),
-                time: time.map(|t| t.0),
-                gpus: gpus.map_or(0, |n| n.0),
-                extra: extra.map_or_else(Vec::new, |e| e.0.into_iter().map(|o| o.0).collect()),
-            },
-        };
+        let slurm = SlurmSpec::from_raw(raw.slurm);
         let sweep = Sweep {
             name,
             base,

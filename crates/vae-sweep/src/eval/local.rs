@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -175,50 +174,7 @@ fn shard(
 
 /// Runs `vae args`, appending its output to `log`; a pid file beside the log marks it running.
 fn vae(plan: &EvalPlan, args: &[String], log: &Path) -> Result<()> {
-    use std::io::Write;
-    let io = crate::Error::io;
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io("opening", log))?;
-    writeln!(f, "\n$ {} {}", plan.vae.display(), args.join(" ")).map_err(io("writing", log))?;
-    let err = f.try_clone().map_err(io("opening", log))?;
-    let mut child = Command::new(&plan.vae)
-        .args(args)
-        .current_dir(&plan.root)
-        .stdin(Stdio::null())
-        .stdout(f)
-        .stderr(err)
-        .spawn()
-        .map_err(|error| crate::Error::Start {
-            program: plan.vae.display().to_string(),
-            error,
-        })?;
-    let pid_file = log.with_extension("pid");
-    std::fs::write(&pid_file, child.id().to_string()).map_err(io("writing", &pid_file))?;
-    let status = child.wait();
-    let _ = std::fs::remove_file(&pid_file);
-    let status = status.map_err(io("waiting for", &plan.vae))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        return Err(crate::Error::VaeFailed {
-            command: args[0].clone(),
-            status,
-            last_line: last.to_string(),
-            log: log.to_path_buf(),
-        }
-        .into());
-    }
+    crate::local::run_logged(&plan.vae, &plan.root, args, log)?;
     Ok(())
 }
 

@@ -334,24 +334,7 @@ impl EvalFile {
             }
             out.push(entry);
         }
-        let slurm = match raw.slurm {
-            None => SlurmSpec::default(),
-            Some(Obj(RawSlurm {
-                partition,
-                cpus_per_task,
-                mem,
-                time,
-                gpus,
-                extra,
-            })) => SlurmSpec {
-                partition: partition.map(|t| t.0),
-                cpus_per_task: cpus_per_task.map_or(1, |n| n.0),
-                mem: mem.map(|t| t.0),
-                time: time.map(|t| t.0),
-                gpus: gpus.map_or(0, |n| n.0),
-                extra: extra.map_or_else(Vec::new, |e| e.0.into_iter().map(|o| o.0).collect()),
-            },
-        };
+        let slurm = SlurmSpec::from_raw(raw.slurm);
         Ok(EvalFile {
             run: PathBuf::from(run.0),
             shards: shards.0 as usize,
