@@ -118,10 +118,27 @@ pub fn json_differences(
     }
 }
 
-/// The run's config and folder, new or resumed.
-/// The third value is the checkpoint a resume continues from (`last`, else `best`), `None` for
-/// a new run or one killed before its first checkpoint.
-fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<&'static str>)> {
+/// The settings that differ between `a` and `b` (`key: a -> b`), apart from `train.epochs`:
+/// extending a run is the one change that cannot alter what was computed.
+fn settings_differences(
+    a: &impl serde::Serialize,
+    b: &impl serde::Serialize,
+) -> Result<Vec<String>> {
+    let mut diffs = Vec::new();
+    json_differences(
+        &serde_json::to_value(a)?,
+        &serde_json::to_value(b)?,
+        "",
+        &mut diffs,
+    );
+    diffs.retain(|d| !d.starts_with("train.epochs:"));
+    Ok(diffs)
+}
+
+/// The run's config and folder, new or resumed, and for a resume the checkpoint it continues
+/// from (`last`, else `best`; `None` for a new run or one killed before its first checkpoint),
+/// read once here, where its settings are compared with the run's.
+fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<vae_model::Checkpoint>)> {
     if let Some(dir) = &args.resume {
         let run = RunDir::new(dir);
         let saved_path = run.config();
@@ -131,15 +148,7 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<&'static str>)
             Some(path) => RunConfig::load(path, &args.set)?,
             None => RunConfig::from_value(serde_json::to_value(&saved)?, &args.set)?,
         };
-        let mut diffs = Vec::new();
-        json_differences(
-            &serde_json::to_value(&saved)?,
-            &serde_json::to_value(&wanted)?,
-            "",
-            &mut diffs,
-        );
-        // Extending a finished run is the one change that cannot alter what was computed.
-        diffs.retain(|d| !d.starts_with("train.epochs:"));
+        let diffs = settings_differences(&saved, &wanted)?;
         if !diffs.is_empty() && !args.force {
             bail!(
                 "--resume {}: the config differs from the run's ({}); pass --force to resume anyway",
@@ -173,26 +182,20 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<&'static str>)
                 None
             };
         // The checkpoint may come from another run copied in: its own settings must match too.
-        if let Some(name) = from {
-            let ck = vae_model::Checkpoint::read(&run.checkpoint(name))?;
-            let mut diffs = Vec::new();
-            json_differences(
-                &serde_json::to_value(ck.config())?,
-                &serde_json::to_value(wanted.experiment())?,
-                "",
-                &mut diffs,
+        let Some(name) = from else {
+            return Ok((wanted, run, None));
+        };
+        let ck = vae_model::Checkpoint::read(&run.checkpoint(name))?;
+        let diffs = settings_differences(ck.config(), &wanted.experiment())?;
+        if !diffs.is_empty() && !args.force {
+            bail!(
+                "--resume {}: checkpoints/{name}.safetensors was written with other settings \
+                 than the run's ({}); pass --force to resume anyway",
+                dir.display(),
+                diffs.join("; ")
             );
-            diffs.retain(|d| !d.starts_with("train.epochs:"));
-            if !diffs.is_empty() && !args.force {
-                bail!(
-                    "--resume {}: checkpoints/{name}.safetensors was written with other \
-                     settings than the run's ({}); pass --force to resume anyway",
-                    dir.display(),
-                    diffs.join("; ")
-                );
-            }
         }
-        return Ok((wanted, run, from));
+        return Ok((wanted, run, Some(ck)));
     }
     let Some(path) = &args.config else {
         bail!("give --config FILE for a new run, or --resume DIR to continue one");
@@ -242,8 +245,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stale_temps += vae_io::atomic::remove_stale_temps(&dir)?;
     }
     let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
-    if let Some(name) = resume_from {
-        trainer.load_checkpoint(&run.checkpoint(name))?;
+    if let Some(ck) = &resume_from {
+        trainer.restore(ck)?;
     }
     // Test-only fault injection (README, "Bad input and failures"): NaN losses from a step on.
     if let Ok(spec) = std::env::var("FLOWVAE_TEST_INJECT_NAN") {

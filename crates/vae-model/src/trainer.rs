@@ -485,7 +485,13 @@ impl Trainer {
     /// Restores a checkpoint written by [`save_checkpoint`](Self::save_checkpoint). Fails, naming
     /// the difference, when it was written for another architecture.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        let ck = Checkpoint::read(path)?;
+        self.restore(&Checkpoint::read(path)?)
+    }
+
+    /// [`load_checkpoint`](Self::load_checkpoint) from a checkpoint already read (e.g. one
+    /// whose settings the caller has compared with its own).
+    pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
+        let path = ck.path();
         // Every tensor is checked before anything is copied, so that a checkpoint refused here
         // leaves the model and the optimizer as they were (a rollback can then try the other
         // checkpoint; an error in the middle must not leave half-loaded weights).
