@@ -63,13 +63,10 @@ pub fn read_examples(path: &Path) -> Result<ArrayExamples, ArrayFileError> {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let meta = std::fs::metadata(path).map_err(|source| ArrayFileError::Io {
+    vae_io::require_regular_file(path).map_err(|source| ArrayFileError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    if !meta.is_file() {
-        return Err(bad(path, "not a regular file"));
-    }
     let read = || {
         std::fs::read(path).map_err(|source| ArrayFileError::Io {
             path: path.to_path_buf(),

@@ -10,6 +10,7 @@ pub mod idx;
 pub mod lock;
 pub mod plot;
 pub mod png;
+pub mod regular;
 pub mod results;
 pub mod run_dir;
 
@@ -17,4 +18,5 @@ pub use atomic::{write_atomic, write_json};
 pub use error::{Error, Result};
 pub use grid::{image_grid, GreyImage};
 pub use lock::RunLock;
+pub use regular::require_regular_file;
 pub use run_dir::RunDir;

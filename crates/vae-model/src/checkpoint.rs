@@ -41,17 +41,12 @@ impl Checkpoint {
             path: path.to_path_buf(),
             reason,
         };
-        match std::fs::metadata(path) {
-            Err(_) => return Err(err("the file does not exist".into())),
-            // A FIFO or a device would block the read or never end.
-            Ok(m) if !m.is_file() => {
-                return Err(err(
-                    "not a regular file (a folder, FIFO or device); a checkpoint is a \
-                     .safetensors file"
-                        .into(),
-                ))
+        match vae_io::require_regular_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(err(format!("{e}; a checkpoint is a .safetensors file")))
             }
-            Ok(_) => {}
+            Err(_) => return Err(err("the file does not exist".into())),
+            Ok(()) => {}
         }
         let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
             .map_err(|e| {

@@ -56,13 +56,7 @@ fn read_text(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         source,
     };
-    // A FIFO or a device would block or never end: result files are regular files.
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
+    crate::require_regular_file(path).map_err(io)?;
     std::fs::read_to_string(path).map_err(io)
 }
 
