@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use vae_sweep::eval::EvalPlan;
 use vae_sweep::Backend;
 
@@ -37,24 +37,13 @@ pub fn run(root: &Path, file: &Path, opts: &Options) -> Result<()> {
     };
     engine.check()?;
     if let Some(vae) = &opts.vae {
-        plan.vae = std::env::current_dir()
-            .context("reading the current folder")?
-            .join(vae);
+        plan.vae = xtask::given_vae(vae)?;
     }
     if opts.dry_run {
         print!("{}", vae_sweep::eval::dry_run(&plan, &engine));
         return Ok(());
     }
-    let layout = xtask::bootstrap::Layout::new(root.to_path_buf())?;
-    xtask::bootstrap::run(&layout)?;
-    if opts.vae.is_none() {
-        xtask::cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
-    } else if !plan.vae.is_file() {
-        bail!(
-            "--vae {}: no such file (build it with `cargo build -p vae-cli`)",
-            plan.vae.display()
-        );
-    }
+    xtask::prepare_runs(root, opts.vae.is_some().then_some(plan.vae.as_path()))?;
     let report = vae_sweep::eval::execute(&plan, &engine)?;
     for m in &report.merged {
         println!("{}: {}", m.name, m.output.trim().replace('\n', "\n  "));

@@ -37,3 +37,27 @@ pub fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--vae PATH` of `cargo xtask sweep` and `cargo xtask eval`, made absolute (relative to the
+/// current folder), since the runs start elsewhere.
+pub fn given_vae(given: &Path) -> Result<PathBuf> {
+    Ok(std::env::current_dir()
+        .context("reading the current folder")?
+        .join(given))
+}
+
+/// Before a sweep or a sharded evaluation starts: installs what its runs need (the bootstrap)
+/// and builds the release `vae` they run, or, when the user gave one (`given`, from
+/// [`given_vae`]), checks that it exists.
+pub fn prepare_runs(root: &Path, given: Option<&Path>) -> Result<()> {
+    let layout = bootstrap::Layout::new(root.to_path_buf())?;
+    bootstrap::run(&layout)?;
+    match given {
+        None => cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"]),
+        Some(vae) if !vae.is_file() => anyhow::bail!(
+            "--vae {}: no such file (build it with `cargo build -p vae-cli`)",
+            vae.display()
+        ),
+        Some(_) => Ok(()),
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use vae_sweep::{Backend, Plan};
 
 /// Command-line options of `cargo xtask sweep`.
@@ -36,24 +36,13 @@ pub fn run(root: &Path, file: &Path, opts: &Options) -> Result<()> {
     };
     engine.check()?;
     if let Some(vae) = &opts.vae {
-        plan.vae = std::env::current_dir()
-            .context("reading the current folder")?
-            .join(vae);
+        plan.vae = crate::given_vae(vae)?;
     }
     if opts.dry_run {
         print!("{}", vae_sweep::dry_run(&plan, &engine));
         return Ok(());
     }
-    let layout = crate::bootstrap::Layout::new(root.to_path_buf())?;
-    crate::bootstrap::run(&layout)?;
-    if opts.vae.is_none() {
-        crate::cargo(root, &["build", "--release", "--quiet", "-p", "vae-cli"])?;
-    } else if !plan.vae.is_file() {
-        bail!(
-            "--vae {}: no such file (build it with `cargo build -p vae-cli`)",
-            plan.vae.display()
-        );
-    }
+    crate::prepare_runs(root, opts.vae.is_some().then_some(plan.vae.as_path()))?;
     let report = vae_sweep::execute(&plan, &engine)?;
     print!("{}", report.summary.settings_table);
     println!("wrote {}", report.summary.files.join(", "));
