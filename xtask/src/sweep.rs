@@ -38,11 +38,14 @@ pub fn run(root: &Path, file: &Path, opts: &Options) -> Result<()> {
     if let Some(vae) = &opts.vae {
         plan.vae = crate::given_vae(vae)?;
     }
+    // Also for a dry run: the runs' configs are checked by the `vae` they would run.
+    crate::prepare_runs(root, opts.vae.is_some().then_some(plan.vae.as_path()))?;
     if opts.dry_run {
         print!("{}", vae_sweep::dry_run(&plan, &engine));
+        vae_sweep::validate::validate(&plan)?;
+        println!("all {} runs' configs are valid", plan.runs.len());
         return Ok(());
     }
-    crate::prepare_runs(root, opts.vae.is_some().then_some(plan.vae.as_path()))?;
     let report = vae_sweep::execute(&plan, &engine)?;
     print!("{}", report.summary.settings_table);
     println!("wrote {}", report.summary.files.join(", "));

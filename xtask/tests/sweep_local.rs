@@ -188,6 +188,7 @@ fn a_killed_sweep_completes_on_rerun_without_repeating_finished_runs() {
 
 #[test]
 fn dry_run_prints_the_runs_and_the_script_and_starts_nothing() {
+    let vae = build_vae();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let sweep = root().join("configs/sweeps/smoke.json");
@@ -203,6 +204,8 @@ fn dry_run_prints_the_runs_and_the_script_and_starts_nothing() {
             "--dry-run",
             "--out",
             out.to_str().unwrap(),
+            "--vae",
+            vae.to_str().unwrap(),
         ],
     )
     .output()
@@ -221,7 +224,59 @@ fn dry_run_prints_the_runs_and_the_script_and_starts_nothing() {
     ] {
         assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
     }
+    assert!(stdout.contains("all 4 runs' configs are valid"), "{stdout}");
     assert!(!out.exists(), "a dry run created {}", out.display());
+}
+
+/// A misspelt key and an impossible value fail the whole plan at `--dry-run`, and before any
+/// run starts without it, each failing run named with `vae`'s message.
+#[test]
+fn runs_with_invalid_configs_fail_the_plan_before_anything_starts() {
+    let vae = build_vae();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let base = root().join("configs/smoke.json");
+    let cases = [
+        (
+            r#""grid": {"train.batch_size": [100, 0]}"#,
+            "1 of 2 runs have an invalid config; nothing was started",
+            "invalid config value `train.batch_size` = 0: expected an integer >= 1",
+        ),
+        (
+            r#""set": {"model.flow.layer": 2}, "grid": {"model.latent": [4, 8]}"#,
+            "2 of 2 runs have an invalid config; nothing was started",
+            "unknown field `layer`",
+        ),
+    ];
+    for (i, (body, count, message)) in cases.into_iter().enumerate() {
+        let file = tmp.path().join(format!("bad{i}.json"));
+        let text_of_file = format!(
+            r#"{{"name": "bad{i}", "base": {:?}, {body}}}"#,
+            base.to_str().unwrap()
+        );
+        std::fs::write(&file, text_of_file).unwrap();
+        for dry in [true, false] {
+            let mut args = vec![
+                "sweep",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            args.extend(["--vae", vae.to_str().unwrap()]);
+            if dry {
+                args.push("--dry-run");
+            }
+            let o = xtask(tmp.path(), &args).output().unwrap();
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains(count) && err.contains(message), "{err}");
+            assert!(
+                !out.exists(),
+                "dry run {dry}: {} was created",
+                out.display()
+            );
+        }
+    }
 }
 
 #[test]

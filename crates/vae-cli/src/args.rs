@@ -421,6 +421,10 @@ pub struct TrainArgs {
     /// Data folder (default: $FLOWVAE_DATA, else $FLOWVAE_CACHE/data, else ~/.cache/flowvae/data)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Check the config (every key and value, the model's shapes, the memory the run needs) and
+    /// exit, writing nothing; what `cargo xtask sweep` runs for every run of a plan
+    #[arg(long, conflicts_with_all = ["resume", "out", "max_steps"])]
+    pub check: bool,
 }
 
 /// `vae data ...`

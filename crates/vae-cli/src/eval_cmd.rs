@@ -524,10 +524,10 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
 /// in an allocation, or swap for hours): IS holds `k` noise vectors and log-weights per example
 /// of a model call, AIS a schedule and traces per annealing step.
 fn check_memory(args: &EvalArgs, latent: i64) -> Result<()> {
-    let Some(available) = memory_available() else {
+    let Some(available) = crate::memory::available() else {
         return Ok(());
     };
-    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let gib = crate::memory::gib;
     let (flag, value, bytes) = match args.method {
         EvalMethod::Is => {
             let c = is_config(args);
@@ -550,14 +550,6 @@ fn check_memory(args: &EvalArgs, latent: i64) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `MemAvailable` of `/proc/meminfo`, bytes; `None` where it cannot be read (not Linux).
-fn memory_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// The lock of an evaluation's output files, held until they are written; a warning where the

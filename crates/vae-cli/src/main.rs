@@ -15,6 +15,7 @@ mod eval_cmd;
 mod eval_merge;
 mod eval_module;
 mod iwae_plot;
+mod memory;
 mod pictures;
 mod run_dir;
 mod train_cmd;

@@ -216,6 +216,34 @@ fn prepare(args: &TrainArgs) -> Result<(RunConfig, RunDir, Option<vae_model::Che
     Ok((cfg, run, None))
 }
 
+/// `vae train --check`: the config read and validated, its memory estimate compared with the
+/// memory available, and the model built once on the CPU (the only check of shapes that only
+/// the networks know, such as cMADE widths that give no autoregressive masks); nothing is
+/// written and no data is read.
+fn check(args: &TrainArgs) -> Result<()> {
+    let Some(path) = &args.config else {
+        bail!("--check needs --config FILE");
+    };
+    let cfg = RunConfig::load(path, &args.set)?;
+    let experiment = cfg.experiment();
+    crate::memory::check_training(&experiment)?;
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    vae_model::Vae::new(&vs.root(), &cfg.model)
+        .with_context(|| format!("config {}: model", path.display()))?;
+    let parameters: i64 = vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum();
+    println!(
+        "config {} is valid: run {:?}, {parameters} parameters, about {:.1} GiB to train",
+        path.display(),
+        cfg.name,
+        crate::memory::gib(vae_model::memory::train_bytes(&experiment))
+    );
+    Ok(())
+}
+
 fn bar_style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("valid template")
@@ -224,7 +252,11 @@ fn bar_style(template: &str) -> ProgressStyle {
 
 /// `vae train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.check {
+        return check(&args);
+    }
     let (cfg, run, resume_from) = prepare(&args)?;
+    crate::memory::check_training(&cfg.experiment())?;
     let resuming = resume_from.is_some();
     let device = device(&args.device)?;
     set_threads(args.threads)?;

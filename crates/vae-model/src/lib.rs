@@ -9,6 +9,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod latent_model;
+pub mod memory;
 pub mod schedule;
 pub mod splits;
 pub mod trainer;

@@ -202,6 +202,12 @@ pub enum Error {
         /// Why.
         error: Box<vae_io::Error>,
     },
+    /// `vae train --check` refused the config of one or more runs ([`crate::validate`]).
+    #[error("{message}")]
+    InvalidRuns {
+        /// The count, and each refused run with `vae`'s reason.
+        message: String,
+    },
     /// A program could not be started or waited for.
     #[error("starting {program}: {error}")]
     Start {

@@ -14,6 +14,7 @@ pub mod spec;
 pub mod summary;
 #[cfg(test)]
 mod testing;
+pub mod validate;
 
 pub use error::{Error, Result, SpecError};
 pub use plan::{Plan, RunState};
@@ -94,12 +95,13 @@ impl Report {
     }
 }
 
-/// Executes a plan: writes `plan.json`, brings every unfinished run to completion with the
+/// Executes a plan: checks every run's config ([`validate::validate`]), writes `plan.json`, brings every unfinished run to completion with the
 /// backend (`plan.vae` must exist), evaluates the trained runs with the [`eval`] engine when the
 /// evaluation is sharded ([`Plan::sharded_evals`]), and writes the summary, also when runs
 /// failed (the [`Report`] lists them).
 pub fn execute(plan: &Plan, opts: &Options) -> Result<Report> {
     opts.check()?;
+    validate::validate(plan)?;
     std::fs::create_dir_all(&plan.out).map_err(Error::io("creating", &plan.out))?;
     plan.write_plan()?;
     let mut failed = match opts.backend {
