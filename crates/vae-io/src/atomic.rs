@@ -75,14 +75,16 @@ pub(crate) fn write_atomic_with_hook(
     result.map_err(fail)
 }
 
-/// Creates `.<name>.<pid>.<n>.tmp` in `dir`, a name no other writer uses.
+/// Creates `.<name>.<pid>.<n>.h<host>.tmp` in `dir`, a name no other writer uses; `<host>` is
+/// [`host_tag`], so a later cleanup knows whether the pid is one of this machine's.
 fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<(PathBuf, File)> {
     let pid = std::process::id();
+    let host = host_tag();
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = OsString::from(".");
         tmp_name.push(name);
-        tmp_name.push(format!(".{pid}.{n}.tmp"));
+        tmp_name.push(format!(".{pid}.{n}.h{host:08x}.tmp"));
         let tmp = dir.join(tmp_name);
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(f) => return Ok((tmp, f)),
@@ -93,22 +95,35 @@ fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<(PathBuf, 
     }
 }
 
-/// How long a temporary file must have gone unmodified before [`remove_stale_temps`] may remove
-/// it. The process id in its name only says whether the writer is alive on this machine (in this
-/// pid namespace); a writer on another node of a shared filesystem looks dead here, but keeps
-/// modifying its file until it renames it, and no write takes ten minutes between its last byte
-/// and its rename.
+/// This machine's tag in temporary names: a 32-bit FNV-1a hash of its host name (Linux:
+/// `/proc/sys/kernel/hostname`; 0 where none can be read). Written by hand: eight lines, where
+/// a hashing crate would add a dependency for one call, and the hash need only tell machines
+/// apart, not resist anyone.
+fn host_tag() -> u32 {
+    let name = std::fs::read("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim_ascii().iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// How long a temporary file of another machine (or of a flowvae before host tags) must have
+/// gone unmodified before [`remove_stale_temps`] may remove it. The process id in its name only
+/// says whether the writer is alive on the machine that wrote it; a writer on another node of a
+/// shared filesystem looks dead here, but keeps modifying its file until it renames it, and no
+/// write takes ten minutes between its last byte and its rename. A file of this machine whose
+/// writer is dead is removed at once.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Removes the temporary files that [`write_atomic`] writers killed before their rename left in
 /// `dir` (not its subfolders); returns how many it removed.
 ///
 /// A file is removed only when all of this holds: it is a plain file named exactly
-/// `.<name>.<pid>.<n>.tmp` (a non-empty name, decimal pid and counter); the process `pid` is not
+/// `.<name>.<pid>.<n>.h<host>.tmp` or, from before host tags, `.<name>.<pid>.<n>.tmp` (a
+/// non-empty name, decimal pid and counter, eight hex digits of host); the process `pid` is not
 /// alive (on Linux: `/proc/<pid>` does not exist; on other systems nothing is known to be dead,
-/// so nothing is removed), and it is not this process; and the file has not been modified for
-/// [`STALE_AFTER`]. Anything else in the folder is never touched. A missing folder holds
-/// nothing to remove.
+/// so nothing is removed), and it is not this process; and the file was written on this machine
+/// (its host tag is this machine's) or has not been modified for [`STALE_AFTER`]. Anything else
+/// in the folder is never touched. A missing folder holds nothing to remove.
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
     remove_stale_temps_older_than(dir, STALE_AFTER)
 }
@@ -132,9 +147,10 @@ pub(crate) fn remove_stale_temps_older_than(
     for entry in entries {
         let entry = entry.map_err(read_fail)?;
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(temp_pid) else {
+        let Some((pid, host)) = name.to_str().and_then(temp_writer) else {
             continue;
         };
+        let ours = host == Some(host_tag());
         if pid == std::process::id() || !process_is_dead(pid) {
             continue;
         }
@@ -146,7 +162,7 @@ pub(crate) fn remove_stale_temps_older_than(
             .modified()
             .ok()
             .and_then(|m| now.duration_since(m).ok());
-        if !meta.file_type().is_file() || age.is_none_or(|a| a < min_age) {
+        if !meta.file_type().is_file() || (!ours && age.is_none_or(|a| a < min_age)) {
             continue;
         }
         match std::fs::remove_file(entry.path()) {
@@ -163,10 +179,27 @@ pub(crate) fn remove_stale_temps_older_than(
     Ok(removed)
 }
 
-/// The writer's pid when `file_name` is exactly `.<name>.<pid>.<n>.tmp` ([`create_temp`]).
-fn temp_pid(file_name: &str) -> Option<u32> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+/// The writer's pid and host tag when `file_name` is exactly `.<name>.<pid>.<n>.h<host>.tmp`
+/// ([`create_temp`]), or its pid alone for the untagged `.<name>.<pid>.<n>.tmp` of earlier
+/// versions.
+fn temp_writer(file_name: &str) -> Option<(u32, Option<u32>)> {
     let rest = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let tagged = rest.rsplit_once('.').and_then(|(rest, tag)| {
+        let hex = tag.strip_prefix('h')?;
+        if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some((rest, u32::from_str_radix(hex, 16).ok()?))
+    });
+    match tagged {
+        Some((rest, host)) => Some((untagged_pid(rest)?, Some(host))),
+        None => Some((untagged_pid(rest)?, None)),
+    }
+}
+
+/// The pid of `<name>.<pid>.<n>`.
+fn untagged_pid(rest: &str) -> Option<u32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let (rest, n) = rest.rsplit_once('.')?;
     let (name, pid) = rest.rsplit_once('.')?;
     if name.is_empty() || !digits(pid) || !digits(n) {
@@ -344,11 +377,9 @@ mod tests {
         write_atomic(&target, b"later bytes").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"later bytes");
         assert_eq!(std::fs::read(&tmp).unwrap(), b"new bytes");
-        // The writer is dead, but its file is kept until it has gone unmodified for a while;
-        // then the next cleanup removes it, and only it.
+        // The writer was of this machine and is dead: the next cleanup removes its file at
+        // once, and only it.
         if cfg!(target_os = "linux") {
-            assert_eq!(remove_stale_temps(dir.path()).unwrap(), 0);
-            backdate(&tmp);
             assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
             assert_eq!(names(dir.path()), ["results.json"]);
         }
@@ -377,8 +408,20 @@ mod tests {
 
     #[test]
     fn temporary_names_are_recognised_exactly() {
-        assert_eq!(temp_pid(".a.json.123.4.tmp"), Some(123));
-        assert_eq!(temp_pid(".last.safetensors.7.0.tmp"), Some(7));
+        assert_eq!(temp_writer(".a.json.123.4.tmp"), Some((123, None)));
+        assert_eq!(temp_writer(".last.safetensors.7.0.tmp"), Some((7, None)));
+        assert_eq!(
+            temp_writer(".a.json.123.4.h00ff00aa.tmp"),
+            Some((123, Some(0x00ff_00aa)))
+        );
+        // What create_temp makes is recognised with this machine's tag.
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, _) = create_temp(dir.path(), std::ffi::OsStr::new("x.json")).unwrap();
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            temp_writer(name),
+            Some((std::process::id(), Some(host_tag())))
+        );
         for other in [
             "a.json.123.4.tmp",
             ".a.json.123.4.tmp.bak",
@@ -392,8 +435,11 @@ mod tests {
             ".a.json.99999999999.4.tmp",
             ".tmp",
             ".flowvae.lock",
+            ".a.json.123.4.h00ff00a.tmp",
+            ".a.json.123.h00ff00aa.tmp",
+            ".h00ff00aa.tmp",
         ] {
-            assert_eq!(temp_pid(other), None, "{other}");
+            assert_eq!(temp_writer(other), None, "{other}");
         }
     }
 
@@ -441,5 +487,27 @@ mod tests {
         );
         assert!(!dir.path().join(&fresh).exists());
         assert_eq!(remove_stale_temps(&dir.path().join("none")).unwrap(), 0);
+    }
+
+    /// A dead writer's file of this machine goes at once; one of another machine (another host
+    /// tag: its pid says nothing here) only once it has gone unmodified for [`STALE_AFTER`].
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn host_tags_decide_whether_a_fresh_file_may_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dead_pid();
+        let here = format!(".a.json.{dead}.0.h{:08x}.tmp", host_tag());
+        let elsewhere = format!(".a.json.{dead}.1.h{:08x}.tmp", host_tag() ^ 1);
+        let alive_here = format!(".a.json.1.2.h{:08x}.tmp", host_tag());
+        for name in [&here, &elsewhere, &alive_here] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        let mut left = vec![elsewhere.clone(), alive_here.clone()];
+        left.sort();
+        assert_eq!(names(dir.path()), left);
+        backdate(&dir.path().join(&elsewhere));
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        assert_eq!(names(dir.path()), [alive_here]);
     }
 }
