@@ -1,5 +1,5 @@
-//! Failures and bad input end to end: NaN guard with rollback, kill -9 at random points then
-//! resume, SIGTERM then resume, a second trainer on a running run's folder, corrupt checkpoints,
+//! Failures and bad input end to end: NaN guard with rollback, 20 runs interrupted by kill -9,
+//! SIGTERM or SIGINT at random points then resumed, SIGTERM then resume, a second trainer on a running run's folder, corrupt checkpoints,
 //! and failed writes. Every case checks the message and that no
 //! panic (exit status 101) happened.
 
@@ -77,78 +77,161 @@ fn endless_nans_stop_with_a_report_after_the_allowed_rollbacks() {
     assert!(!run.join("results.json").exists());
 }
 
+/// The signals the 20 interrupted runs get: kill -9 (a crash, a lost node), SIGTERM (Slurm's
+/// time limit, `kill`'s default) and SIGINT (Ctrl-C).
+const SIGNALS: [&str; 3] = ["KILL", "TERM", "INT"];
+
+/// A small linear congruential generator (Knuth's MMIX constants): the kill times and signals
+/// are pseudo-random but the same on every run of the test.
+struct Lcg(u64);
+
+impl Lcg {
+    /// Uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 20 runs, each interrupted one to three times at pseudo-random points (start-up, steps,
+/// validation, checkpoint writes) by kill -9, SIGTERM or SIGINT and resumed each time: every one
+/// ends with the weights of the uninterrupted run, and no temporary file is left in its folder.
+#[cfg(unix)]
 #[test]
-fn kill_9_at_random_points_then_resume_gives_the_uninterrupted_weights() {
+fn twenty_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
     let dir = tempfile::tempdir().unwrap();
     tiny_dataset(dir.path(), 800, 100);
     let straight = dir.path().join("straight");
     let t0 = Instant::now();
-    let out = train_smoke(dir.path(), &straight, &["--set", "train.epochs=8"]);
+    let out = train_smoke(dir.path(), &straight, &["--set", "train.epochs=6"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let full = t0.elapsed().as_millis() as u64;
+    let full_ms = t0.elapsed().as_millis() as f64;
 
-    // The straight run's length is only an estimate of the killed runs' pace: with other tests
-    // loading the machine while it ran, the resumed runs can finish before their kills come. So
-    // a series killed fewer than twice starts over with the kill times halved: every series
-    // must still end with the uninterrupted weights, and the last one is killed several times.
-    let mut scale = full as f64;
-    let mut series = 0;
-    let kills = loop {
-        series += 1;
-        let run = dir.path().join(format!("killed{series}"));
-        let kills = kill_and_resume(dir.path(), &run, scale);
-        eprintln!("series {series}: kill times scaled to {scale:.0} ms, {kills} kills");
-        assert_same_weights(&straight, &run, kills);
-        if kills >= 2 || series == 6 {
-            break kills;
+    let mut rng = Lcg(20);
+    let plans: Vec<Vec<(f64, &str)>> = (0..20)
+        .map(|_| {
+            let kills = 1 + (rng.next() * 3.0) as usize;
+            (0..kills)
+                .map(|_| {
+                    (
+                        0.05 + 0.75 * rng.next(),
+                        SIGNALS[(rng.next() * 3.0) as usize],
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    // Two runs at a time, one thread each, as the straight run had.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(plan) = plans.get(i) else { break };
+                let run = dir.path().join(format!("run{i:02}"));
+                let done = interrupt_and_resume(dir.path(), &run, plan, full_ms);
+                results.lock().unwrap().push((i, run, done));
+            });
         }
-        scale /= 2.0;
-    };
-    assert!(
-        kills >= 2,
-        "the run should have been killed several times, was killed {kills} times in series {series}"
-    );
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|r| r.0);
+    let mut by_signal = std::collections::BTreeMap::new();
+    for (i, run, done) in &results {
+        assert!(!done.is_empty(), "run {i} was never interrupted");
+        for s in done {
+            *by_signal.entry(*s).or_insert(0) += 1;
+        }
+        assert_same_weights(&straight, run, done.len());
+        for folder in [run.clone(), run.join("checkpoints")] {
+            let temps: Vec<_> = std::fs::read_dir(&folder)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect();
+            assert!(
+                temps.is_empty(),
+                "run {i}: {temps:?} left in {}",
+                folder.display()
+            );
+        }
+    }
+    eprintln!("interruptions by signal: {by_signal:?}");
+    for s in SIGNALS {
+        assert!(by_signal.get(s).copied().unwrap_or(0) >= 3, "{by_signal:?}");
+    }
 }
 
-/// Trains the smoke model for 8 epochs into `run`, killing it (SIGKILL) at fixed pseudo-random
-/// times, as fractions of `scale` ms, and resuming it each time; returns the number of kills.
-fn kill_and_resume(data: &std::path::Path, run: &std::path::Path, scale: f64) -> usize {
-    // Spread over start-up, steps, validation and checkpoint writes (every epoch here).
-    let mut kill_after_ms = [0.31, 0.47, 0.22, 0.58, 0.39]
-        .map(|f: f64| (f * scale) as u64)
-        .into_iter();
-    let mut kills = 0;
-    loop {
-        let mut c = if run.join("config.json").exists() {
-            common::command(
-                data,
-                &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
-            )
-        } else {
-            smoke_command(data, run, &["--set", "train.epochs=8"])
-        };
-        let mut child = c
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        let deadline = kill_after_ms.next().map(Duration::from_millis);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
+/// Trains the 6-epoch smoke model into `run`, sending the planned signals at their times
+/// (fractions of `full_ms`, from each start) and resuming after each, then to the end. A signal
+/// planned after a start's run has already ended is tried again at half the time in a fresh
+/// folder, so every planned interruption happens. Returns the signals sent.
+fn interrupt_and_resume(
+    data: &std::path::Path,
+    run: &std::path::Path,
+    plan: &[(f64, &'static str)],
+    full_ms: f64,
+) -> Vec<&'static str> {
+    let mut scale = 1.0;
+    'attempt: loop {
+        let _ = std::fs::remove_dir_all(run);
+        let mut sent = Vec::new();
+        let mut pending = plan.iter();
+        loop {
+            let mut c = if run.join("config.json").exists() {
+                common::command(
+                    data,
+                    &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
+                )
+            } else {
+                smoke_command(data, run, &["--set", "train.epochs=6"])
+            };
+            let mut child = c
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            let planned = pending.next();
+            let mut signaled = false;
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if let Some((f, signal)) = planned {
+                    if start.elapsed().as_millis() as f64 >= f * scale * full_ms {
+                        send_signal(child.id(), signal);
+                        sent.push(*signal);
+                        signaled = true;
+                        break child.wait().unwrap();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            match (planned, signaled) {
+                // The last start: it runs to the end.
+                (None, _) => {
+                    assert!(status.success(), "the resumed run {} failed", run.display());
+                    return sent;
+                }
+                (Some(_), true) => {}
+                // The run ended before its signal: this plan again, sooner, from scratch.
+                (Some(_), false) => {
+                    assert!(status.success(), "{} failed", run.display());
+                    scale /= 2.0;
+                    assert!(
+                        scale > 0.01,
+                        "{}: runs end before any signal",
+                        run.display()
+                    );
+                    continue 'attempt;
+                }
             }
-            if deadline.is_some_and(|d| start.elapsed() >= d) {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        if let Some(status) = status {
-            assert!(status.success(), "the resumed run failed");
-            return kills;
         }
     }
 }
