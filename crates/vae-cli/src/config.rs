@@ -79,7 +79,8 @@ impl RunConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
+        // Strict: a key given twice is refused rather than the last one taken.
+        let value = vae_io::strict_json::parse(&text)
             .with_context(|| format!("config {} is not valid JSON", path.display()))?;
         Self::from_value(value, overrides).with_context(|| format!("config {}", path.display()))
     }
@@ -139,8 +140,11 @@ fn apply_override(root: &mut serde_json::Value, spec: &str) -> Result<()> {
     let Some((key, raw)) = spec.split_once('=') else {
         bail!("--set {spec:?}: expected key=value, e.g. --set train.epochs=10");
     };
-    let value =
-        serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+    let value = match vae_io::strict_json::parse(raw) {
+        Ok(v) => v,
+        Err(e) if e.message.starts_with("duplicate key") => bail!("--set {key}: {e}"),
+        Err(_) => serde_json::Value::String(raw.to_string()),
+    };
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
     // No config key is deeper; thousands of levels would overflow the stack when the nested

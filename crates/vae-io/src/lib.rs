@@ -13,6 +13,7 @@ pub mod png;
 pub mod regular;
 pub mod results;
 pub mod run_dir;
+pub mod strict_json;
 
 pub use atomic::{write_atomic, write_json};
 pub use error::{Error, Result};
