@@ -122,7 +122,7 @@ fn main() -> Result<()> {
         values(&autograd)
     );
     ensure!(err < 1e-4, "log-det mismatch");
-    let back = tch::no_grad(|| flow.inverse(&z_out.detach(), c.as_ref()));
+    let back = tch::no_grad(|| flow.inverse(&z_out.detach(), c.as_ref()))?;
     let err = (back - z.detach()).abs().max().double_value(&[]);
     println!("inverse: max error {err:.2e} ({:.1?})", start.elapsed());
     ensure!(err < 1e-5, "inverse mismatch");

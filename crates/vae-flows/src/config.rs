@@ -8,19 +8,8 @@ use crate::error::{Error, Result};
 /// (ORIGINAL §2.1), the same type as vae-nets' (see [`vae_nn`]).
 pub use vae_nn::BatchNormSettings;
 
-/// Which flow refines the posterior (the original's `flow_type`, ORIGINAL §3.4).
-///
-/// "No flow" (`flow_params = None`) is not a kind: callers hold an `Option<FlowConfig>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowKind {
-    /// The gated IAF (`"IAF"`), or its shift-only variant when
-    /// [`FlowConfig::shift_only`] is set.
-    Iaf,
-    /// `layers` identity layers (`"IDENTITY_FLOW"`): output = input, log-det = 0. A debugging
-    /// aid with no parameters; it consumes no context (fixes D21).
-    Identity,
-}
+/// Which flow each layer is (ORIGINAL §3.4, FLOWS §1): one kind for every layer or a list.
+pub use crate::kind::FlowKind;
 
 /// How each cMADE receives the context vector (ORIGINAL §3.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,7 +33,8 @@ pub enum ContextMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowConfig {
-    /// `flow_type` (§3.4). Default [`FlowKind::Iaf`].
+    /// `flow_type` (§3.4): one kind name for all layers, or a list of names, one per layer,
+    /// whose length must equal `layers` (FLOWS §1.2). Default [`FlowKind::Iaf`].
     pub kind: FlowKind,
     /// `flow_layers`: number of flow steps (§3.4.4). Default 8.
     pub layers: usize,
@@ -62,6 +52,24 @@ pub struct FlowConfig {
     /// `flow_shift_only`: `z' = z + m` with log-det 0; the `s` head is not built (§3.4.3).
     /// Default `false`.
     pub shift_only: bool,
+    /// Householder flow: reflections per layer, `K ≥ 1` (FLOWS §4). Default 1. Other kinds
+    /// accept and ignore it.
+    pub householder_reflections: usize,
+    /// Sylvester flows: `M`, the orthonormal columns of `Q` in `sylvester_orthogonal` and
+    /// `sylvester_householder` layers, `1 ≤ M ≤ D` (`D` is checked by [`crate::Flow::new`]);
+    /// `null` means `M = D` (FLOWS §5). Default `null`. `sylvester_triangular` always has
+    /// `M = D`; other kinds accept and ignore it.
+    pub sylvester_vectors: Option<usize>,
+    /// `sylvester_householder`: reflections whose product gives `Q`, `≥ 1` (FLOWS §5.2).
+    /// Default 8. Other kinds accept and ignore it.
+    pub sylvester_reflections: usize,
+    /// `sylvester_orthogonal`: the most updates `Q ← Q(I + ½(I − QᵀQ))`, `≥ 1`; it stops
+    /// earlier once `max |QᵀQ − I| ≤ 1e-12` (f64) or `1e-5` (f32) (FLOWS §5.1). Default 100.
+    /// Other kinds accept and ignore it.
+    pub orthogonal_iterations: usize,
+    /// NAF: sigmoid units `K ≥ 1` of each latent's deep sigmoidal transformer (FLOWS §6).
+    /// Default 8. Other kinds accept and ignore it.
+    pub naf_units: usize,
 }
 
 impl Default for FlowConfig {
@@ -74,15 +82,22 @@ impl Default for FlowConfig {
             context: ContextMode::SnfLike,
             context_size: 1920,
             shift_only: false,
+            householder_reflections: 1,
+            sylvester_vectors: None,
+            sylvester_reflections: 8,
+            orthogonal_iterations: crate::orthogonal::DEFAULT_ORTHOGONAL_ITERATIONS,
+            naf_units: 8,
         }
     }
 }
 
 impl FlowConfig {
-    /// Checks the fields that do not depend on the latent size. Mask divisibility needs `D` and is
-    /// checked by [`crate::Flow::new`] (through [`crate::made_masks`]).
+    /// Checks the fields that do not depend on the latent size. Mask divisibility and
+    /// `sylvester_vectors ≤ D` need `D` and are checked by [`crate::Flow::new`].
     ///
-    /// For [`FlowKind::Identity`] only `context_size >= 0` is checked: nothing else is used.
+    /// Only the settings some layer's kind uses are checked (FLOWS §1.4): for identity layers
+    /// only `context_size >= 0`; `hidden` and the SNF-like context size only with IAF or NAF
+    /// layers. A `kind` list must have `layers` entries ([`Error::LayersMismatch`]).
     pub fn validate(&self) -> Result<()> {
         if self.context_size < 0 {
             return Err(Error::InvalidConfig {
@@ -91,15 +106,21 @@ impl FlowConfig {
                 expected: "0 (no context) or a positive width",
             });
         }
-        if self.kind == FlowKind::Identity {
+        let kinds = self.checked_layer_kinds()?;
+        let identity_only = !kinds.is_empty() && kinds.iter().all(|k| *k == FlowKind::Identity);
+        if self.kind == FlowKind::Identity || identity_only {
             return Ok(());
         }
         if self.layers == 0 {
             return Err(Error::InvalidConfig {
                 field: "layers",
                 value: "0".into(),
-                expected: "at least one IAF layer (use no flow, or `kind: identity`)",
+                expected: "at least one flow layer (use no flow, or `kind: identity`)",
             });
+        }
+        self.validate_kind_settings(&kinds)?;
+        if !kinds.iter().any(FlowKind::uses_made) {
+            return Ok(());
         }
         if self.hidden.is_empty() {
             return Err(Error::InvalidConfig {
@@ -136,21 +157,38 @@ impl FlowConfig {
             .collect()
     }
 
-    /// Whether the flow's steps consume a context vector.
+    /// Whether the flow's layers consume a context vector: `context_size > 0` and some layer is
+    /// not an identity layer (every other kind takes the context, FLOWS §1.3).
     pub fn uses_context(&self) -> bool {
-        self.kind == FlowKind::Iaf && self.context_size > 0
+        self.context_size > 0 && self.layer_kinds().iter().any(|k| *k != FlowKind::Identity)
     }
 
-    /// Trainable parameters of one IAF step for latent size `latent`, counted from the layer
-    /// list: every masked weight matrix in full (the masked-out entries are stored, as in the
-    /// original), BN γ and β but not the running statistics (ORIGINAL §3.3). 0 for the identity
-    /// flow. Meaningful for a config that passes [`validate`](Self::validate).
+    /// Trainable parameters of one layer for latent size `latent`: for the IAF, counted from
+    /// the layer list, every masked weight matrix in full (the masked-out entries are stored, as
+    /// in the original), BN γ and β but not the running statistics (ORIGINAL §3.3); 0 for the
+    /// identity flow; the other kinds' counts are in FLOWS §2–§6. For a per-layer `kind` list,
+    /// the largest layer's count. Meaningful for a config that passes
+    /// [`validate`](Self::validate).
     ///
     /// The default config with `D = 64` gives 4 062 976.
     pub fn parameters_per_layer(&self, latent: i64) -> i64 {
-        if self.kind == FlowKind::Identity {
-            return 0;
+        (self.layer_kinds().iter())
+            .map(|k| self.layer_parameters(k, latent))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Trainable parameters of one layer of the single kind `kind` (see
+    /// [`parameters_per_layer`](Self::parameters_per_layer)).
+    pub fn layer_parameters(&self, kind: &FlowKind, latent: i64) -> i64 {
+        match kind {
+            FlowKind::Iaf => self.iaf_parameters(latent),
+            k => self.other_layer_parameters(k, latent),
         }
+    }
+
+    /// Trainable parameters of one IAF step (ORIGINAL §3.3).
+    fn iaf_parameters(&self, latent: i64) -> i64 {
         // Per output unit of a masked layer: BN has γ and β, no BN has a bias.
         let per_unit = if self.batch_norm { 2 } else { 1 };
         let units = self.units(latent);
@@ -167,12 +205,16 @@ impl FlowConfig {
         n + heads * (last_hidden * latent + per_unit * latent)
     }
 
-    /// Trainable parameters of the whole flow: `layers` × [`parameters_per_layer`]. The default
-    /// config with `D = 64` gives 32 503 808 (ORIGINAL §3.3).
+    /// Trainable parameters of the whole flow: the sum of [`layer_parameters`] over the layers
+    /// (`layers` × [`parameters_per_layer`] for one kind). The default config with `D = 64`
+    /// gives 32 503 808 (ORIGINAL §3.3).
     ///
+    /// [`layer_parameters`]: Self::layer_parameters
     /// [`parameters_per_layer`]: Self::parameters_per_layer
     pub fn parameter_count(&self, latent: i64) -> i64 {
-        self.parameters_per_layer(latent) * self.layers as i64
+        (self.layer_kinds().iter())
+            .map(|k| self.layer_parameters(k, latent))
+            .sum()
     }
 }
 

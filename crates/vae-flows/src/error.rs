@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+use crate::kind::FlowKind;
 use crate::mask::MaskOrder;
 
 /// Everything that can go wrong while building masks, a cMADE, a flow or a context predictor.
@@ -72,6 +73,43 @@ pub enum Error {
         value: String,
         /// What would be valid.
         expected: &'static str,
+    },
+    /// A per-layer `kind` list whose length is not `layers` (FLOWS §1.2).
+    #[error(
+        "flow `kind` lists {kinds} kinds (one per layer) but `layers` = {layers}: set `layers` \
+         to {kinds}, or give one kind name for all layers"
+    )]
+    LayersMismatch {
+        /// The configured `layers`.
+        layers: usize,
+        /// The length of the `kind` list.
+        kinds: usize,
+    },
+    /// A flow setting that can only be checked against the latent size is out of range, such as
+    /// a Sylvester flow with more orthonormal vectors than latents (FLOWS §5).
+    #[error("invalid flow setting `{field}` = {value} for latent size {latent}: {expected}")]
+    LatentSetting {
+        /// The field name, as in the config file.
+        field: &'static str,
+        /// The bad value, printed.
+        value: String,
+        /// The latent size `D`.
+        latent: i64,
+        /// What would be valid.
+        expected: &'static str,
+    },
+    /// [`crate::Flow::inverse`] was asked to undo a layer whose kind has no inverse here (the
+    /// Sylvester flows, FLOWS §5.5).
+    #[error(
+        "flow layer {layer} is `{kind}`, which has no inverse in flowvae (Sylvester flows are \
+         invertible but their inverse is not implemented); only the forward pass and its \
+         log-det are available"
+    )]
+    NoInverse {
+        /// The layer index (0 = first in forward order).
+        layer: usize,
+        /// The layer's kind.
+        kind: FlowKind,
     },
     /// A tensor operation failed while creating variables (device unavailable, out of memory).
     #[error("tensor error: {0}")]
