@@ -91,7 +91,9 @@ pub fn parse(bytes: &[u8]) -> Result<[SplitBytes; 3]> {
             NdArray::from_value(&pair[1], bytes).with_context(|| format!("split {i} labels"))?;
         splits.push(to_bytes(images, labels).with_context(|| format!("split {i}"))?);
     }
-    Ok(splits.try_into().expect("three splits"))
+    Ok(splits.try_into().expect(
+        "three splits: the loop above pushed one per pickled split and checked there are three",
+    ))
 }
 
 /// Builds the four IDX files (name, contents) from the three splits.
@@ -172,7 +174,7 @@ fn to_bytes(images: NdArray, labels: NdArray) -> Result<SplitBytes> {
     }
     let mut out_labels = Vec::with_capacity(labels.data.len() / 8);
     for (i, c) in labels.data.chunks_exact(8).enumerate() {
-        let l = i64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let l = i64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8-byte slices"));
         ensure!((0..=9).contains(&l), "label {i} is {l}, outside 0..=9");
         out_labels.push(l as u8);
     }

@@ -77,7 +77,8 @@ impl RunConfig {
 
     /// Reads `path`, applies `key=value` overrides, and checks every value.
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path)
+        // Regular files of at most 1 MiB: a FIFO would block the read, a device never end it.
+        let text = vae_io::read_settings_text(path)
             .with_context(|| format!("reading config {}", path.display()))?;
         // Strict: a key given twice is refused rather than the last one taken.
         let value = vae_io::strict_json::parse(&text)

@@ -180,7 +180,7 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
         ProgressStyle::with_template(
             "{msg} [{bar:30}] {percent}%  {elapsed_precise} elapsed, ETA {eta_precise}",
         )
-        .expect("valid template")
+        .expect("a constant template indicatif accepts: every run of this command draws it")
         .progress_chars("=> "),
     );
     let method = format!("{:?}", args.method).to_lowercase();

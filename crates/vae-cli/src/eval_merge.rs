@@ -382,19 +382,16 @@ fn merge_is(shards: &[Shard], rows: &[IsRow]) -> Result<(IsEstimate, Vec<u8>)> {
             nll_stderr,
         });
     }
-    let ais_check = match rows
+    let checks = rows
         .iter()
         .map(|r| r.ais_check_log_px)
-        .collect::<Option<Vec<f64>>>()
-    {
-        Some(check) if first.ais_check.is_some() => {
-            let c = first.ais_check.clone().expect("checked");
-            Some(vae_io::results::AisCheck {
-                estimate_nll: mean_and_stderr(&neg(&check)).0,
-                below: rows.iter().filter(|r| r.flag.contains("ais")).count(),
-                ..c
-            })
-        }
+        .collect::<Option<Vec<f64>>>();
+    let ais_check = match (checks, first.ais_check.clone()) {
+        (Some(check), Some(c)) => Some(vae_io::results::AisCheck {
+            estimate_nll: mean_and_stderr(&neg(&check)).0,
+            below: rows.iter().filter(|r| r.flag.contains("ais")).count(),
+            ..c
+        }),
         _ => None,
     };
     let e = IsEstimate {

@@ -246,7 +246,7 @@ fn check(args: &TrainArgs) -> Result<()> {
 
 fn bar_style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
-        .expect("valid template")
+        .expect("a constant template indicatif accepts: every run of this command draws it")
         .progress_chars("=> ")
 }
 
@@ -279,6 +279,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut trainer = build_trainer(&cfg, args.data_dir.clone(), device)?;
     if let Some(ck) = &resume_from {
         trainer.restore(ck)?;
+    }
+    // A finished run trained further (from `best` after `last` was lost, or with more epochs
+    // under --force): its results.json describes a `best` that training may now replace. It is
+    // removed until the end writes the new one, so it never describes checkpoints not there.
+    let stale_results = resuming && !trainer.is_done() && run.results().exists();
+    if stale_results {
+        std::fs::remove_file(run.results())
+            .with_context(|| format!("removing the stale {}", run.results().display()))?;
+        eprintln!(
+            "--resume {}: the run trains again from epoch {}; its results.json was removed and \
+             is written again at the end",
+            run.root.display(),
+            trainer.state().epochs_done
+        );
     }
     // Test-only fault injection (README, "Bad input and failures"): NaN losses from a step on.
     if let Ok(spec) = std::env::var("FLOWVAE_TEST_INJECT_NAN") {
@@ -339,7 +353,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .slice(0..100.min(trainer.split(SplitKind::Test).len()));
 
     let steps_per_epoch = trainer.steps_per_epoch() as u64;
-    let total = cfg.train.epochs as u64 * steps_per_epoch;
+    // Saturating: `train.epochs` may be any usize; the bar just shows no ETA at such lengths.
+    let total = (cfg.train.epochs as u64).saturating_mul(steps_per_epoch);
     let multi = MultiProgress::new();
     let overall = multi.add(ProgressBar::new(total));
     overall.set_style(bar_style(

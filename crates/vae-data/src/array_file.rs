@@ -171,7 +171,10 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<ArrayExamples, ArrayFil
             .collect(),
         safetensors::Dtype::F64 => data
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .map(|c| {
+                f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8-byte slices"))
+                    as f32
+            })
             .collect(),
         safetensors::Dtype::U8 => data.iter().map(|&p| p as f32 / 255.0).collect(),
         other => {

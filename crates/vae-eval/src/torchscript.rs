@@ -152,9 +152,11 @@ impl TorchScriptModel {
             &[IValue::Tensor(x.shallow_clone()), IValue::Int(3)],
         )? {
             Some(IValue::Tuple(v)) if v.len() == 2 => {
-                let mut v = v.into_iter();
-                let z = tensor("propose", v.next().expect("two"), "z [k, N, latent_dim]")?;
-                let lq = tensor("propose", v.next().expect("two"), "log q [k, N]")?;
+                let [z, lq]: [IValue; 2] = v
+                    .try_into()
+                    .map_err(|_| err("propose", "expected the pair (z, log q)".into()))?;
+                let z = tensor("propose", z, "z [k, N, latent_dim]")?;
+                let lq = tensor("propose", lq, "log q [k, N]")?;
                 check_float("propose", &z, path)?;
                 check_float("propose", &lq, path)?;
                 let (sz, sq) = (z.size(), lq.size());
@@ -214,9 +216,11 @@ impl TorchScriptModel {
             &[IValue::Tensor(x.shallow_clone()), IValue::Tensor(eps)],
         )? {
             Some(IValue::Tuple(v)) if v.len() == 2 => {
-                let mut v = v.into_iter();
-                let z = tensor("propose_from_noise", v.next().expect("two"), "z")?;
-                let lq = tensor("propose_from_noise", v.next().expect("two"), "log q")?;
+                let [z, lq]: [IValue; 2] = v.try_into().map_err(|_| {
+                    err("propose_from_noise", "expected the pair (z, log q)".into())
+                })?;
+                let z = tensor("propose_from_noise", z, "z")?;
+                let lq = tensor("propose_from_noise", lq, "log q")?;
                 check_float("propose_from_noise", &z, path)?;
                 check_float("propose_from_noise", &lq, path)?;
                 if z.size() != [3, n, d] || lq.size() != [3, n] {

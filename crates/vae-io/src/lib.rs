@@ -19,5 +19,5 @@ pub use atomic::{write_atomic, write_json};
 pub use error::{Error, Result};
 pub use grid::{image_grid, GreyImage};
 pub use lock::RunLock;
-pub use regular::require_regular_file;
+pub use regular::{read_settings_text, require_regular_file};
 pub use run_dir::RunDir;

@@ -17,9 +17,49 @@ pub fn require_regular_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The largest settings file (config, sweep or evaluation file) [`read_settings_text`] reads,
+/// bytes; flowvae's own are a few kilobytes.
+pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// Reads a settings file as text: a regular file ([`require_regular_file`]: a FIFO would block
+/// the read, a device never end it) of at most [`MAX_SETTINGS_BYTES`], else an `InvalidInput`
+/// error that says which limit, or the OS error.
+pub fn read_settings_text(path: &Path) -> std::io::Result<String> {
+    require_regular_file(path)?;
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_SETTINGS_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{len} bytes; a settings file is at most {MAX_SETTINGS_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_text_is_bounded_and_regular() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("a.json");
+        std::fs::write(&small, "{}").unwrap();
+        assert_eq!(read_settings_text(&small).unwrap(), "{}");
+        let big = dir.path().join("b.json");
+        std::fs::write(&big, vec![b' '; MAX_SETTINGS_BYTES as usize + 1]).unwrap();
+        let e = read_settings_text(&big).unwrap_err();
+        assert!(e.to_string().contains("at most 1048576 bytes"), "{e}");
+        for p in [dir.path(), Path::new("/dev/zero")] {
+            let e = read_settings_text(p).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{}",
+                p.display()
+            );
+        }
+    }
 
     #[test]
     fn only_regular_files_pass() {

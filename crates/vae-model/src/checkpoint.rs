@@ -256,12 +256,30 @@ pub fn write(
     config: &ExperimentConfig,
     state: &TrainState,
 ) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = vs
+    let tensors: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .map(|(k, t)| (format!("model.{k}"), t))
         .chain(optimizer)
         .collect();
+    let covered = serde_json::json!({
+        "format": CHECKPOINT_FORMAT,
+        "config": config,
+        "state": state,
+    });
+    write_sealed(path, tensors, covered)
+}
+
+/// Writes `tensors` and a `meta.json` made of `covered` (an object: `format`, `config`, `state`,
+/// whatever their values) plus its `checksum` and `integrity` sums, as [`write()`] does, into
+/// one safetensors file at `path`, atomically. For tools and fuzzers that need a checkpoint
+/// whose metadata is arbitrary but whose sums are right, so that [`Checkpoint::read`] gets past
+/// them to the values themselves.
+pub fn write_sealed(
+    path: &Path,
+    mut tensors: Vec<(String, Tensor)>,
+    covered: serde_json::Value,
+) -> Result<()> {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let fail = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -273,11 +291,6 @@ pub fn write(
         .map(|(name, t)| Ok((name.as_str(), HostTensor::of(name, t)?)))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(fail)?;
-    let covered = serde_json::json!({
-        "format": CHECKPOINT_FORMAT,
-        "config": config,
-        "state": state,
-    });
     // What `integrity` covers of meta.json: the object without the two sums, serialised as
     // the reader re-serialises what it parsed.
     let covered_bytes =
@@ -289,13 +302,16 @@ pub fn write(
         &covered_bytes,
     )
     .map_err(fail)?;
-    let meta = serde_json::json!({
-        "format": CHECKPOINT_FORMAT,
-        "checksum": crc(hosts.iter().map(|(name, h)| Ok((*name, h.data.as_slice())))).map_err(fail)?,
-        "integrity": integrity_sum,
-        "config": config,
-        "state": state,
-    });
+    let mut meta = covered;
+    let checksum =
+        crc(hosts.iter().map(|(name, h)| Ok((*name, h.data.as_slice())))).map_err(fail)?;
+    match meta.as_object_mut() {
+        Some(m) => {
+            m.insert("checksum".into(), checksum.into());
+            m.insert("integrity".into(), integrity_sum.into());
+        }
+        None => return Err(fail("meta.json must be a JSON object".into())),
+    }
     let meta =
         serde_json::to_vec(&meta).map_err(|e| fail(format!("serialising meta.json: {e}")))?;
     hosts.push((

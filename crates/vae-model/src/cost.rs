@@ -22,7 +22,7 @@ fn conv(out_hw: f64, c_in: f64, c_out: f64, k: f64) -> f64 {
 
 fn encoder_macs(cfg: &EncoderConfig, latent: f64) -> (f64, f64) {
     match cfg {
-        EncoderConfig::Mlp { hidden } => {
+        EncoderConfig::Mlp { hidden, .. } => {
             let (mut macs, mut prev) = (0.0, PIXELS);
             for &w in hidden {
                 macs += (prev + PIXELS) * w as f64;
@@ -57,7 +57,7 @@ fn encoder_macs(cfg: &EncoderConfig, latent: f64) -> (f64, f64) {
 
 fn decoder_macs(cfg: &DecoderConfig, latent: f64) -> f64 {
     match cfg {
-        DecoderConfig::Mlp { hidden } => {
+        DecoderConfig::Mlp { hidden, .. } => {
             let (mut macs, mut prev) = (0.0, latent);
             for &w in hidden {
                 macs += (prev + latent) * w as f64;
@@ -125,7 +125,7 @@ pub fn train_step_flops(m: &ModelConfig, b: usize) -> f64 {
 fn largest_row_activation(m: &ModelConfig) -> f64 {
     let latent = m.latent as f64;
     let decoder = match &m.decoder {
-        DecoderConfig::Mlp { hidden } => hidden
+        DecoderConfig::Mlp { hidden, .. } => hidden
             .iter()
             .map(|&w| w as f64 + latent)
             .fold(PIXELS, f64::max),
@@ -189,12 +189,8 @@ mod tests {
     #[test]
     fn mlp_rows_keep_the_cap() {
         let m = seed(
-            EncoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
-            DecoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
+            EncoderConfig::mlp(vec![1000; 3]),
+            DecoderConfig::mlp(vec![1000; 3]),
         );
         assert_eq!(is_max_rows(&m), vae_eval::IS_MAX_ROWS_CAP);
         // Encoder: 1568*1000 + 2 * 1784*1000 + 1784*128.

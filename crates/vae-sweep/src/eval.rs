@@ -252,7 +252,7 @@ fn progress_bar() -> indicatif::ProgressBar {
         indicatif::ProgressStyle::with_template(
             "eval [{bar:30}] {percent}% {msg}  {elapsed_precise} elapsed, ETA {eta_precise}",
         )
-        .expect("valid template")
+        .expect("a constant template indicatif accepts: every run of this command draws it")
         .progress_chars("=> "),
     );
     bar

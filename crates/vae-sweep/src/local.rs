@@ -64,7 +64,7 @@ pub fn run(plan: &Plan, jobs: usize, threads: Option<usize>) -> Result<Vec<Strin
         ProgressStyle::with_template(
             "sweep [{bar:30}] {msg}  {elapsed_precise} elapsed, ETA {eta_precise}",
         )
-        .expect("valid template")
+        .expect("a constant template indicatif accepts: every run of this command draws it")
         .progress_chars("=> "),
     );
     let say = |line: String| bar.suspend(|| eprintln!("{line}"));

@@ -378,7 +378,7 @@ pub fn run(plan: &Plan, max_parallel: Option<usize>) -> Result<Vec<String>> {
         ProgressStyle::with_template(
             "sweep [{bar:30}] {msg}  {elapsed_precise} elapsed, ETA {eta_precise}",
         )
-        .expect("valid template")
+        .expect("a constant template indicatif accepts: every run of this command draws it")
         .progress_chars("=> "),
     );
     let say = |line: String| bar.suspend(|| eprintln!("{line}"));

@@ -301,7 +301,7 @@ impl Sweep {
     /// Reads and checks a sweep file; the default name is the file's stem, and `base` is
     /// resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Sweep, Error> {
-        let text = std::fs::read_to_string(path).map_err(|error| Error::Read {
+        let text = vae_io::read_settings_text(path).map_err(|error| Error::Read {
             path: path.to_path_buf(),
             error,
         })?;

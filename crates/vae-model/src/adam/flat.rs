@@ -161,8 +161,14 @@ impl Adam {
             loss.backward();
             return;
         }
-        let f = self.flat.as_ref().expect("flat_ready");
-        let buffer = f.grads.as_ref().expect("flat_ready");
+        let f = self
+            .flat
+            .as_ref()
+            .expect("flat_ready() was checked: the flat buffers exist");
+        let buffer = f
+            .grads
+            .as_ref()
+            .expect("flat_ready() was checked: the flat buffers exist");
         let grads = Tensor::run_backward(&[loss], &self.params, false, false);
         let (kind, device) = (buffer.kind(), buffer.device());
         let pieces: Vec<Tensor> = grads

@@ -73,8 +73,15 @@ impl Adam {
             eps,
         } = self.cfg;
         let placement = self.placement;
-        let f = self.flat.as_mut().expect("flat_ready");
-        let mut g = f.grads.as_ref().expect("flat_ready").shallow_clone();
+        let f = self
+            .flat
+            .as_mut()
+            .expect("flat_ready() was checked: the flat buffers exist");
+        let mut g = f
+            .grads
+            .as_ref()
+            .expect("flat_ready() was checked: the flat buffers exist")
+            .shallow_clone();
         let host_t = self.step as f64;
         let t = self
             .device_step
@@ -139,8 +146,15 @@ impl Adam {
                 (-1.0 / (step * c2.sqrt()), -eps / step)
             }
         };
-        let f = self.flat.as_mut().expect("flat_ready");
-        let g = f.grads.as_ref().expect("flat_ready").shallow_clone();
+        let f = self
+            .flat
+            .as_mut()
+            .expect("flat_ready() was checked: the flat buffers exist");
+        let g = f
+            .grads
+            .as_ref()
+            .expect("flat_ready() was checked: the flat buffers exist")
+            .shallow_clone();
         tch::no_grad(|| {
             let mut scratch = f.scratch();
             let _ = f.m.lerp_(&g, 1.0 - b1);

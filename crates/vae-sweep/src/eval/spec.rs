@@ -264,7 +264,7 @@ pub struct EvalFile {
 impl EvalFile {
     /// Reads and checks an eval file.
     pub fn load(path: &Path) -> Result<EvalFile, super::Error> {
-        let text = std::fs::read_to_string(path).map_err(|error| super::Error::Read {
+        let text = vae_io::read_settings_text(path).map_err(|error| super::Error::Read {
             path: path.to_path_buf(),
             error,
         })?;
