@@ -2,6 +2,8 @@
 //! for training-mode `[B, C]` CPU batches, elementwise ops on the calling thread (small batches)
 //! and the kernel with one intra-op thread (medium ones), which wake OpenMP's workers less.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -157,6 +159,9 @@ impl BatchNorm {
     /// - up to 2^19 values, by libtorch's kernel with this thread's intra-op thread count at one
     ///   for the call (restored afterwards, also on a panic).
     ///
+    /// Inside [`hold_running_statistics`], training mode normalises by the batch statistics
+    /// with libtorch's kernel and leaves the running averages as they are.
+    ///
     /// Panics on another rank, on a channel count other than the layer's, and in training mode
     /// when there is only one value per channel (`B·H·W = 1`).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -177,6 +182,9 @@ impl BatchNorm {
                 "BatchNorm in training mode needs more than one value per channel, got shape \
                  {size:?}: use evaluation mode (train = false) for a single example"
             );
+        }
+        if train && HOLD_RUNNING_STATISTICS.get() {
+            return self.batch_statistics_only(x);
         }
         if train && size.len() == 2 && x.device() == Device::Cpu {
             if x.numel() < SERIAL_NUMEL {
@@ -202,6 +210,21 @@ impl BatchNorm {
             let kind = self.ws.kind();
             (scale.to_kind(kind), shift.to_kind(kind))
         })
+    }
+
+    /// Training mode without running statistics: the batch's mean and variance normalise `x`
+    /// and the running averages are left as they are (see [`hold_running_statistics`]).
+    fn batch_statistics_only(&self, x: &Tensor) -> Tensor {
+        x.batch_norm(
+            Some(&self.ws),
+            Some(&self.bs),
+            None::<&Tensor>,
+            None::<&Tensor>,
+            true,
+            self.settings.momentum,
+            self.settings.eps,
+            true,
+        )
     }
 
     /// Libtorch's batch-norm kernel (cuDNN's on a GPU) on `x`.
@@ -252,13 +275,35 @@ impl nn::ModuleT for BatchNorm {
     }
 }
 
+thread_local! {
+    /// Set inside [`hold_running_statistics`] on this thread.
+    static HOLD_RUNNING_STATISTICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every [`BatchNorm`] used in training mode on this thread normalising by its
+/// batch's statistics, as in training, but leaving its running averages unchanged
+/// (NORMALIZATION §3): a pass that only looks at the data, such as the data-dependent
+/// initialisation of the weight-normalized layers of a model whose other networks have batch
+/// norm, then changes nothing but what it means to. Evaluation mode is unaffected. Nests, and
+/// restores the previous state when `f` returns or panics.
+pub fn hold_running_statistics<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOLD_RUNNING_STATISTICS.set(self.0);
+        }
+    }
+    let _restore = Restore(HOLD_RUNNING_STATISTICS.replace(true));
+    f()
+}
+
 /// A trainable `[channels]` variable filled with `value`, refusing a name the store holds.
 fn new_var(p: &nn::Path, name: &str, channels: i64, value: f64) -> Result<Tensor> {
     Ok(unused(p, name)?.f_var(name, &[channels], Init::Const(value))?)
 }
 
 /// `p`, if it holds no variable `name` yet; [`Error::DuplicateParameter`] otherwise.
-fn unused<'a, 'b>(p: &'a nn::Path<'b>, name: &str) -> Result<&'a nn::Path<'b>> {
+pub(crate) fn unused<'a, 'b>(p: &'a nn::Path<'b>, name: &str) -> Result<&'a nn::Path<'b>> {
     match p.get(name) {
         Some(_) => Err(Error::DuplicateParameter { path: p.path(name) }),
         None => Ok(p),

@@ -4,6 +4,10 @@
 
 pub mod batch_norm;
 pub mod error;
+pub mod normalization;
+pub mod weight_norm;
 
-pub use batch_norm::{BatchNorm, BatchNormSettings};
+pub use batch_norm::{hold_running_statistics, BatchNorm, BatchNormSettings};
 pub use error::{Error, Result};
+pub use normalization::Normalization;
+pub use weight_norm::{WeightNorm, WeightNormLinear};
