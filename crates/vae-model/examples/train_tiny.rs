@@ -20,8 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = ExperimentConfig {
         model: ModelConfig {
             latent: 16,
-            encoder: EncoderConfig::Mlp { hidden: vec![200] },
-            decoder: DecoderConfig::Mlp { hidden: vec![200] },
+            encoder: EncoderConfig::mlp(vec![200]),
+            decoder: DecoderConfig::mlp(vec![200]),
             flow: Some(FlowConfig {
                 layers: 2,
                 hidden: vec![64],

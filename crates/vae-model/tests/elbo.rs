@@ -9,8 +9,8 @@ use vae_nets::{DecoderConfig, EncoderConfig};
 fn tiny(flow: bool, likelihood: Likelihood) -> ModelConfig {
     ModelConfig {
         latent: 4,
-        encoder: EncoderConfig::Mlp { hidden: vec![32] },
-        decoder: DecoderConfig::Mlp { hidden: vec![32] },
+        encoder: EncoderConfig::mlp(vec![32]),
+        decoder: DecoderConfig::mlp(vec![32]),
         flow: flow.then(|| FlowConfig {
             layers: 2,
             hidden: vec![16],

@@ -21,8 +21,8 @@ fn trained() -> Trainer {
     let mut cfg = ExperimentConfig {
         model: ModelConfig {
             latent: 8,
-            encoder: EncoderConfig::Mlp { hidden: vec![128] },
-            decoder: DecoderConfig::Mlp { hidden: vec![128] },
+            encoder: EncoderConfig::mlp(vec![128]),
+            decoder: DecoderConfig::mlp(vec![128]),
             flow: Some(FlowConfig {
                 layers: 2,
                 hidden: vec![32],

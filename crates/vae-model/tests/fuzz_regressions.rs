@@ -25,8 +25,8 @@ fn trainer() -> Trainer {
     let cfg = ExperimentConfig {
         model: ModelConfig {
             latent: 1,
-            encoder: EncoderConfig::Mlp { hidden: vec![] },
-            decoder: DecoderConfig::Mlp { hidden: vec![] },
+            encoder: EncoderConfig::mlp(vec![]),
+            decoder: DecoderConfig::mlp(vec![]),
             flow: None,
             ..Default::default()
         },

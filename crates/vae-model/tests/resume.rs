@@ -32,8 +32,8 @@ fn cfg() -> ExperimentConfig {
     let mut c = ExperimentConfig {
         model: ModelConfig {
             latent: 4,
-            encoder: EncoderConfig::Mlp { hidden: vec![32] },
-            decoder: DecoderConfig::Mlp { hidden: vec![32] },
+            encoder: EncoderConfig::mlp(vec![32]),
+            decoder: DecoderConfig::mlp(vec![32]),
             flow: Some(FlowConfig {
                 layers: 2,
                 hidden: vec![16],

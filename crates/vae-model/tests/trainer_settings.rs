@@ -35,11 +35,7 @@ fn config(encoder: EncoderConfig, decoder: DecoderConfig, batch_size: usize) -> 
 #[test]
 fn one_image_per_batch_is_refused_only_with_batch_norm() {
     // The MLP networks have batch norm: one image per batch has no variance to normalise by.
-    let mlp = config(
-        EncoderConfig::Mlp { hidden: vec![8] },
-        DecoderConfig::Mlp { hidden: vec![8] },
-        1,
-    );
+    let mlp = config(EncoderConfig::mlp(vec![8]), DecoderConfig::mlp(vec![8]), 1);
     let msg = Trainer::new(mlp.clone(), data(), Device::Cpu)
         .err()
         .unwrap()

@@ -32,12 +32,8 @@ fn main() -> Result<(), vae_nets::Error> {
         ),
         (
             "mlp [1000; 3]",
-            EncoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
-            DecoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
+            EncoderConfig::mlp(vec![1000; 3]),
+            DecoderConfig::mlp(vec![1000; 3]),
         ),
     ];
     for (name, enc_cfg, dec_cfg) in families {

@@ -33,12 +33,8 @@ fn main() -> Result<(), vae_nets::Error> {
         ),
         (
             "mlp [1000, 1000, 1000] (NONCONV_*)",
-            EncoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
-            DecoderConfig::Mlp {
-                hidden: vec![1000; 3],
-            },
+            EncoderConfig::mlp(vec![1000; 3]),
+            DecoderConfig::mlp(vec![1000; 3]),
         ),
     ];
     println!("latent D = {latent}, batch B = {batch}, input x: [{batch}, 1, 28, 28]");

@@ -9,17 +9,26 @@ use crate::error::{Error, Result};
 /// same type as vae-flows' (see [`vae_nn`]).
 pub use vae_nn::BatchNormSettings;
 
+/// The normalization of the MLP networks' layers (NORMALIZATION §1), the same type as the
+/// cMADE's in vae-flows (see [`vae_nn`]).
+pub use vae_nn::Normalization;
+
 /// Which encoder family to build (ORIGINAL §3.1).
 ///
 /// In JSON: `{"type": "resnet"}`, `{"type": "gated_conv"}` or `{"type": "mlp", "hidden": [1000,
-/// 1000, 1000]}`. `hidden` has no default, as in the original (`nn_hidden_layers` is required for
-/// `NONCONV_ENCODER`); an empty list is valid and makes `h_last = x` (ORIGINAL §3.1.3).
+/// 1000, 1000]}`, the MLP optionally with `"normalization": "batch_norm" | "weight_norm" |
+/// "none"` (default `batch_norm`, the original's; left out when writing the default, so that
+/// batch-norm configs read as before the setting existed, NORMALIZATION §1). `hidden` has no
+/// default, as in the original (`nn_hidden_layers` is required for `NONCONV_ENCODER`); an empty
+/// list is valid and makes `h_last = x` (ORIGINAL §3.1.3). The ResNet and gated-conv families
+/// take no `normalization`: the ResNet keeps its batch norm, the gated convolutions have none
+/// (a config that sets it is refused, naming the family).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
     deny_unknown_fields,
-    from = "EncoderRepr"
+    try_from = "EncoderRepr"
 )]
 pub enum EncoderConfig {
     /// `IAF_ENCODER`: the ResNet CNN, the original's default (ORIGINAL §3.1.1).
@@ -31,6 +40,11 @@ pub enum EncoderConfig {
         /// Hidden widths, in order (the original's `nn_hidden_layers`; `[1000, 1000, 1000]` is
         /// the width suggested there). Each must be at least 1.
         hidden: Vec<i64>,
+        /// What follows each dense layer (the hidden ones and the output layer): batch norm
+        /// (the original), weight norm with data-dependent initialisation, or nothing but a
+        /// bias (NORMALIZATION §1–§2).
+        #[serde(default, skip_serializing_if = "Normalization::is_batch_norm")]
+        normalization: Normalization,
     },
 }
 
@@ -40,7 +54,7 @@ pub enum EncoderConfig {
     tag = "type",
     rename_all = "snake_case",
     deny_unknown_fields,
-    from = "DecoderRepr"
+    try_from = "DecoderRepr"
 )]
 pub enum DecoderConfig {
     /// `IAF_DECODER`: the ResNet CNN with two upsampling blocks, the default (ORIGINAL §3.2.1).
@@ -52,26 +66,68 @@ pub enum DecoderConfig {
         /// Hidden widths, in order; may be empty (then the logits are a linear function of
         /// `concat(z, z)`). Each must be at least 1.
         hidden: Vec<i64>,
+        /// What follows each hidden dense layer; the logits layer has no normalization and no
+        /// bias whatever this says, as in the original (NORMALIZATION §1–§2).
+        #[serde(default, skip_serializing_if = "Normalization::is_batch_norm")]
+        normalization: Normalization,
     },
 }
 
 /// What configs deserialize through. Serde's `deny_unknown_fields` is not enforced on the unit
 /// variants of an internally tagged enum (`{"type": "resnet", "filters": 32}` would be accepted),
-/// so the field-less families are read as empty struct variants, which do refuse extra fields.
+/// so the field-less families are read as struct variants, which do refuse extra fields; their
+/// `normalization` is read only to be refused with a message that says why.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum EncoderRepr {
-    Resnet {},
-    GatedConv {},
-    Mlp { hidden: Vec<i64> },
+    Resnet {
+        normalization: Option<Normalization>,
+    },
+    GatedConv {
+        normalization: Option<Normalization>,
+    },
+    Mlp {
+        hidden: Vec<i64>,
+        #[serde(default)]
+        normalization: Normalization,
+    },
 }
 
-impl From<EncoderRepr> for EncoderConfig {
-    fn from(r: EncoderRepr) -> Self {
+/// The message for a `normalization` given to a family that has no such setting.
+fn not_configurable(network: &str, family: &str, keeps: &str) -> String {
+    format!(
+        "`normalization` applies to the MLP {network} only (`\"type\": \"mlp\"`): the {family} \
+         {network} {keeps}; remove the key"
+    )
+}
+
+impl TryFrom<EncoderRepr> for EncoderConfig {
+    type Error = String;
+    fn try_from(r: EncoderRepr) -> std::result::Result<Self, String> {
         match r {
-            EncoderRepr::Resnet {} => EncoderConfig::Resnet,
-            EncoderRepr::GatedConv {} => EncoderConfig::GatedConv,
-            EncoderRepr::Mlp { hidden } => EncoderConfig::Mlp { hidden },
+            EncoderRepr::Resnet {
+                normalization: None,
+            } => Ok(EncoderConfig::Resnet),
+            EncoderRepr::GatedConv {
+                normalization: None,
+            } => Ok(EncoderConfig::GatedConv),
+            EncoderRepr::Mlp {
+                hidden,
+                normalization,
+            } => Ok(EncoderConfig::Mlp {
+                hidden,
+                normalization,
+            }),
+            EncoderRepr::Resnet { .. } => Err(not_configurable(
+                "encoder",
+                "resnet",
+                "keeps its batch norm (ORIGINAL §3.1.1)",
+            )),
+            EncoderRepr::GatedConv { .. } => Err(not_configurable(
+                "encoder",
+                "gated_conv",
+                "has no normalization (ORIGINAL §3.1.2)",
+            )),
         }
     }
 }
@@ -80,17 +136,84 @@ impl From<EncoderRepr> for EncoderConfig {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum DecoderRepr {
-    Resnet {},
-    GatedConv {},
-    Mlp { hidden: Vec<i64> },
+    Resnet {
+        normalization: Option<Normalization>,
+    },
+    GatedConv {
+        normalization: Option<Normalization>,
+    },
+    Mlp {
+        hidden: Vec<i64>,
+        #[serde(default)]
+        normalization: Normalization,
+    },
 }
 
-impl From<DecoderRepr> for DecoderConfig {
-    fn from(r: DecoderRepr) -> Self {
+impl TryFrom<DecoderRepr> for DecoderConfig {
+    type Error = String;
+    fn try_from(r: DecoderRepr) -> std::result::Result<Self, String> {
         match r {
-            DecoderRepr::Resnet {} => DecoderConfig::Resnet,
-            DecoderRepr::GatedConv {} => DecoderConfig::GatedConv,
-            DecoderRepr::Mlp { hidden } => DecoderConfig::Mlp { hidden },
+            DecoderRepr::Resnet {
+                normalization: None,
+            } => Ok(DecoderConfig::Resnet),
+            DecoderRepr::GatedConv {
+                normalization: None,
+            } => Ok(DecoderConfig::GatedConv),
+            DecoderRepr::Mlp {
+                hidden,
+                normalization,
+            } => Ok(DecoderConfig::Mlp {
+                hidden,
+                normalization,
+            }),
+            DecoderRepr::Resnet { .. } => Err(not_configurable(
+                "decoder",
+                "resnet",
+                "keeps its batch norm (ORIGINAL §3.2.1)",
+            )),
+            DecoderRepr::GatedConv { .. } => Err(not_configurable(
+                "decoder",
+                "gated_conv",
+                "has no normalization (ORIGINAL §3.2.2)",
+            )),
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// The MLP family with hidden widths `hidden` and the original's batch norm.
+    pub fn mlp(hidden: Vec<i64>) -> Self {
+        EncoderConfig::Mlp {
+            hidden,
+            normalization: Normalization::BatchNorm,
+        }
+    }
+
+    /// The configured normalization: `Some` for the MLP, `None` for the families without the
+    /// setting.
+    pub fn normalization(&self) -> Option<Normalization> {
+        match self {
+            EncoderConfig::Mlp { normalization, .. } => Some(*normalization),
+            EncoderConfig::Resnet | EncoderConfig::GatedConv => None,
+        }
+    }
+}
+
+impl DecoderConfig {
+    /// The MLP family with hidden widths `hidden` and the original's batch norm.
+    pub fn mlp(hidden: Vec<i64>) -> Self {
+        DecoderConfig::Mlp {
+            hidden,
+            normalization: Normalization::BatchNorm,
+        }
+    }
+
+    /// The configured normalization: `Some` for the MLP, `None` for the families without the
+    /// setting.
+    pub fn normalization(&self) -> Option<Normalization> {
+        match self {
+            DecoderConfig::Mlp { normalization, .. } => Some(*normalization),
+            DecoderConfig::Resnet | DecoderConfig::GatedConv => None,
         }
     }
 }
@@ -128,7 +251,7 @@ impl EncoderConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             EncoderConfig::Resnet | EncoderConfig::GatedConv => Ok(()),
-            EncoderConfig::Mlp { hidden } => validate_hidden(hidden),
+            EncoderConfig::Mlp { hidden, .. } => validate_hidden(hidden),
         }
     }
 }
@@ -138,7 +261,7 @@ impl DecoderConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             DecoderConfig::Resnet | DecoderConfig::GatedConv => Ok(()),
-            DecoderConfig::Mlp { hidden } => validate_hidden(hidden),
+            DecoderConfig::Mlp { hidden, .. } => validate_hidden(hidden),
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod resnet;
 
 use tch::{nn, Tensor};
 
-pub use config::{BatchNormSettings, DecoderConfig, EncoderConfig};
+pub use config::{BatchNormSettings, DecoderConfig, EncoderConfig, Normalization};
 pub use error::{Error, Result};
 pub use gated::{GatedConvDecoder, GatedConvEncoder};
 pub use mlp::{FrozenMlpDecoder, MlpDecoder, MlpEncoder};
@@ -58,6 +58,25 @@ pub trait Encoder: std::fmt::Debug + Send {
     /// encoder has a batch-normalized dense layer (ResNet and MLP; see
     /// [`layers::BatchNorm::forward_t`]).
     fn forward_t(&self, x: &Tensor, train: bool) -> EncoderOutput;
+
+    /// Data-dependent initialisation on the batch `x` `[B, 1, 28, 28]` (NORMALIZATION §3): every
+    /// weight-normalized layer, in network order, sets its gain and bias so that its
+    /// pre-activation has mean 0 and variance 1 on the batch, seeing the outputs of the layers
+    /// before it after their own initialisation. Returns the encoder's output on `x` after it,
+    /// as a training-mode pass gives it, detached. No gradients are recorded, and batch norms
+    /// use the batch's statistics without moving their running averages.
+    ///
+    /// Default (networks without weight norm): nothing to set; the training-mode output with
+    /// the running statistics held ([`vae_nn::hold_running_statistics`]).
+    ///
+    /// Errors: [`Error::Layer`] when a weight-normalized layer gets fewer than two examples or
+    /// non-finite pre-activations. Panics as [`forward_t`](Self::forward_t).
+    fn data_dependent_init(&self, x: &Tensor) -> Result<EncoderOutput> {
+        Ok(tch::no_grad(|| {
+            vae_nn::hold_running_statistics(|| self.forward_t(x, true))
+        }))
+    }
+
     /// Width `H` of [`EncoderOutput::h`].
     fn hidden_size(&self) -> i64;
     /// Latent size `D`.
@@ -71,6 +90,20 @@ pub trait Decoder: std::fmt::Debug + Send {
     /// Panics if `z` is not `[B, D]`, and in training mode with `B = 1` where the decoder has a
     /// batch-normalized dense layer (MLP with hidden layers).
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor;
+
+    /// Data-dependent initialisation on the codes `z` `[B, D]`, as
+    /// [`Encoder::data_dependent_init`] (NORMALIZATION §3); returns the logits on `z` after it,
+    /// `[B, 1, 28, 28]`, detached.
+    ///
+    /// Default (networks without weight norm): nothing to set; the training-mode logits with
+    /// the running statistics held ([`vae_nn::hold_running_statistics`]).
+    ///
+    /// Errors as [`Encoder::data_dependent_init`]; panics as [`forward_t`](Self::forward_t).
+    fn data_dependent_init(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(tch::no_grad(|| {
+            vae_nn::hold_running_statistics(|| self.forward_t(z, true))
+        }))
+    }
 
     /// The evaluation-mode function `z ↦ forward_t(z, false)` with the parameters as they are
     /// now, for code that evaluates a fixed model many times (the estimators: thousands of
@@ -123,7 +156,8 @@ pub(crate) fn check_image_input(x: &Tensor, who: &str) {
 /// Validates `cfg`, `latent` (≥ 1), `log_sigma_offset` (finite; [`DEFAULT_LOG_SIGMA_OFFSET`] in
 /// the original) and `bn`, then builds the chosen encoder under `p`.
 ///
-/// `bn` is validated for every family, although [`GatedConvEncoder`] has no BN.
+/// `bn` is validated for every family, although [`GatedConvEncoder`] has no BN (nor an MLP
+/// without batch norm).
 pub fn build_encoder(
     p: &nn::Path,
     cfg: &EncoderConfig,
@@ -136,15 +170,24 @@ pub fn build_encoder(
     Ok(match cfg {
         EncoderConfig::Resnet => Box::new(ResNetEncoder::new(p, latent, log_sigma_offset, bn)?),
         EncoderConfig::GatedConv => Box::new(GatedConvEncoder::new(p, latent, log_sigma_offset)?),
-        EncoderConfig::Mlp { hidden } => {
-            Box::new(MlpEncoder::new(p, hidden, latent, log_sigma_offset, bn)?)
-        }
+        EncoderConfig::Mlp {
+            hidden,
+            normalization,
+        } => Box::new(MlpEncoder::with_normalization(
+            p,
+            hidden,
+            latent,
+            log_sigma_offset,
+            bn,
+            *normalization,
+        )?),
     })
 }
 
 /// Validates `cfg`, `latent` (≥ 1) and `bn`, then builds the chosen decoder under `p`.
 ///
-/// `bn` is validated for every family, although [`GatedConvDecoder`] has no BN.
+/// `bn` is validated for every family, although [`GatedConvDecoder`] has no BN (nor an MLP
+/// without batch norm).
 pub fn build_decoder(
     p: &nn::Path,
     cfg: &DecoderConfig,
@@ -156,6 +199,15 @@ pub fn build_decoder(
     Ok(match cfg {
         DecoderConfig::Resnet => Box::new(ResNetDecoder::new(p, latent, bn)?),
         DecoderConfig::GatedConv => Box::new(GatedConvDecoder::new(p, latent)?),
-        DecoderConfig::Mlp { hidden } => Box::new(MlpDecoder::new(p, hidden, latent, bn)?),
+        DecoderConfig::Mlp {
+            hidden,
+            normalization,
+        } => Box::new(MlpDecoder::with_normalization(
+            p,
+            hidden,
+            latent,
+            bn,
+            *normalization,
+        )?),
     })
 }

@@ -103,8 +103,8 @@ fn parameter_counts_match_the_original() {
         for w in mlp_widths {
             cases.push((
                 format!("mlp{w:?}"),
-                vae_nets::EncoderConfig::Mlp { hidden: w.to_vec() },
-                vae_nets::DecoderConfig::Mlp { hidden: w.to_vec() },
+                vae_nets::EncoderConfig::mlp(w.to_vec()),
+                vae_nets::DecoderConfig::mlp(w.to_vec()),
                 spec_mlp_encoder(w, latent),
                 spec_mlp_decoder(w, latent),
             ));

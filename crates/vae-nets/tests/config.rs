@@ -30,8 +30,8 @@ fn dec_err(cfg: &DecoderConfig, latent: i64, bn: BatchNormSettings) -> String {
 #[test]
 fn latent_size_must_be_positive() {
     let msg = "invalid network setting `latent` = 0: expected an integer >= 1";
-    let mlp_enc = EncoderConfig::Mlp { hidden: vec![5] };
-    let mlp_dec = DecoderConfig::Mlp { hidden: vec![5] };
+    let mlp_enc = EncoderConfig::mlp(vec![5]);
+    let mlp_dec = DecoderConfig::mlp(vec![5]);
     for cfg in [EncoderConfig::Resnet, EncoderConfig::GatedConv, mlp_enc] {
         assert_eq!(enc_err(&cfg, 0, -3.0, BN), msg, "{cfg:?}");
     }
@@ -71,9 +71,7 @@ fn latent_size_must_be_positive() {
 
 #[test]
 fn hidden_widths_must_be_positive() {
-    let enc = EncoderConfig::Mlp {
-        hidden: vec![100, 0, 50],
-    };
+    let enc = EncoderConfig::mlp(vec![100, 0, 50]);
     assert_eq!(
         enc_err(&enc, 8, -3.0, BN),
         "invalid network setting `hidden[1]` = 0: expected a layer width of at least 1"
@@ -82,7 +80,7 @@ fn hidden_widths_must_be_positive() {
         enc.validate().unwrap_err().to_string(),
         "invalid network setting `hidden[1]` = 0: expected a layer width of at least 1"
     );
-    let dec = DecoderConfig::Mlp { hidden: vec![-7] };
+    let dec = DecoderConfig::mlp(vec![-7]);
     assert_eq!(
         dec_err(&dec, 8, BN),
         "invalid network setting `hidden[0]` = -7: expected a layer width of at least 1"
@@ -157,7 +155,7 @@ fn batch_norm_settings_are_checked() {
         for cfg in [EncoderConfig::Resnet, EncoderConfig::GatedConv] {
             assert_eq!(enc_err(&cfg, 8, -3.0, bn), msg);
         }
-        assert_eq!(dec_err(&DecoderConfig::Mlp { hidden: vec![] }, 8, bn), msg);
+        assert_eq!(dec_err(&DecoderConfig::mlp(vec![]), 8, bn), msg);
         let vs = nn::VarStore::new(Device::Cpu);
         assert_eq!(
             ResNetDecoder::new(&vs.root(), 8, bn)
@@ -184,22 +182,17 @@ fn serde_forms() {
         (EncoderConfig::Resnet, r#"{"type":"resnet"}"#),
         (EncoderConfig::GatedConv, r#"{"type":"gated_conv"}"#),
         (
-            EncoderConfig::Mlp {
-                hidden: vec![1000, 1000, 1000],
-            },
+            EncoderConfig::mlp(vec![1000, 1000, 1000]),
             r#"{"type":"mlp","hidden":[1000,1000,1000]}"#,
         ),
-        (
-            EncoderConfig::Mlp { hidden: vec![] },
-            r#"{"type":"mlp","hidden":[]}"#,
-        ),
+        (EncoderConfig::mlp(vec![]), r#"{"type":"mlp","hidden":[]}"#),
     ];
     for (cfg, json) in cases {
         assert_eq!(serde_json::to_string(&cfg).unwrap(), json);
         assert_eq!(serde_json::from_str::<EncoderConfig>(json).unwrap(), cfg);
     }
     let dec: DecoderConfig = serde_json::from_str(r#"{"type":"mlp","hidden":[7]}"#).unwrap();
-    assert_eq!(dec, DecoderConfig::Mlp { hidden: vec![7] });
+    assert_eq!(dec, DecoderConfig::mlp(vec![7]));
     assert_eq!(EncoderConfig::default(), EncoderConfig::Resnet);
     assert_eq!(DecoderConfig::default(), DecoderConfig::Resnet);
 
@@ -251,19 +244,13 @@ fn empty_hidden_list() {
     let vs = nn::VarStore::new(Device::Cpu);
     let enc = build_encoder(
         &(vs.root() / "enc"),
-        &EncoderConfig::Mlp { hidden: vec![] },
+        &EncoderConfig::mlp(vec![]),
         6,
         -3.0,
         BN,
     )
     .unwrap();
-    let dec = build_decoder(
-        &(vs.root() / "dec"),
-        &DecoderConfig::Mlp { hidden: vec![] },
-        6,
-        BN,
-    )
-    .unwrap();
+    let dec = build_decoder(&(vs.root() / "dec"), &DecoderConfig::mlp(vec![]), 6, BN).unwrap();
     assert_eq!(enc.hidden_size(), 784);
     let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu)).round();
     let out = enc.forward_t(&x, false);

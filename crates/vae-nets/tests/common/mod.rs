@@ -6,7 +6,7 @@
 use tch::nn;
 use vae_nets::{
     build_decoder, build_encoder, BatchNormSettings, Decoder, DecoderConfig, Encoder,
-    EncoderConfig, DEFAULT_LOG_SIGMA_OFFSET,
+    EncoderConfig, Normalization, DEFAULT_LOG_SIGMA_OFFSET,
 };
 
 /// One encoder/decoder family as the tests use it.
@@ -39,12 +39,8 @@ pub fn families() -> Vec<Family> {
         },
         Family {
             name: "mlp",
-            enc: EncoderConfig::Mlp {
-                hidden: vec![300, 200],
-            },
-            dec: DecoderConfig::Mlp {
-                hidden: vec![200, 300],
-            },
+            enc: EncoderConfig::mlp(vec![300, 200]),
+            dec: DecoderConfig::mlp(vec![200, 300]),
             has_bn: true,
         },
     ]
@@ -159,25 +155,44 @@ pub fn spec_gated_decoder(d: i64) -> Vec<LayerParams> {
 
 /// ORIGINAL §3.1.3, NONCONV_ENCODER.
 pub fn spec_mlp_encoder(hidden: &[i64], d: i64) -> Vec<LayerParams> {
-    let mut layers = Vec::new();
-    let mut prev = 784;
-    for &w in hidden {
-        layers.push(dense(prev + 784, w, false));
-        layers.push(bn(w));
-        prev = w;
-    }
-    layers.push(dense(prev + 784, 2 * d, false));
-    layers.push(bn(2 * d));
-    layers
+    spec_mlp_encoder_with(hidden, d, Normalization::BatchNorm)
 }
 
 /// ORIGINAL §3.2.3, NONCONV_DECODER.
 pub fn spec_mlp_decoder(hidden: &[i64], d: i64) -> Vec<LayerParams> {
+    spec_mlp_decoder_with(hidden, d, Normalization::BatchNorm)
+}
+
+/// One MLP layer `i -> o` followed by `norm` (NORMALIZATION §1–§2): a bias-free dense layer and
+/// BN's γ, β; weight norm's `v` `[o, i]`, `g` `[o, 1]` and `b` `[o]`; or a dense layer with a
+/// bias.
+pub fn normalized_dense(i: i64, o: i64, norm: Normalization) -> Vec<LayerParams> {
+    match norm {
+        Normalization::BatchNorm => vec![dense(i, o, false), bn(o)],
+        Normalization::WeightNorm => vec![vec![i * o, o, o]],
+        Normalization::None => vec![dense(i, o, true)],
+    }
+}
+
+/// [`spec_mlp_encoder`] with every layer normalized as `norm` says (NORMALIZATION §2).
+pub fn spec_mlp_encoder_with(hidden: &[i64], d: i64, norm: Normalization) -> Vec<LayerParams> {
+    let mut layers = Vec::new();
+    let mut prev = 784;
+    for &w in hidden {
+        layers.extend(normalized_dense(prev + 784, w, norm));
+        prev = w;
+    }
+    layers.extend(normalized_dense(prev + 784, 2 * d, norm));
+    layers
+}
+
+/// [`spec_mlp_decoder`] with the hidden layers normalized as `norm` says; the logits layer has
+/// no normalization and no bias in every case (NORMALIZATION §2).
+pub fn spec_mlp_decoder_with(hidden: &[i64], d: i64, norm: Normalization) -> Vec<LayerParams> {
     let mut layers = Vec::new();
     let mut prev = d;
     for &w in hidden {
-        layers.push(dense(prev + d, w, false));
-        layers.push(bn(w));
+        layers.extend(normalized_dense(prev + d, w, norm));
         prev = w;
     }
     layers.push(dense(prev + d, 784, false)); // no BN, no bias
