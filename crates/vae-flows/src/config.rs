@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 /// (ORIGINAL §2.1), the same type as vae-nets' (see [`vae_nn`]).
 pub use vae_nn::BatchNormSettings;
 
+/// What follows each masked layer of the IAF cMADE (NORMALIZATION §1, §4), the same type as the
+/// MLP networks' in vae-nets (see [`vae_nn`]).
+pub use vae_nn::Normalization;
+
 /// Which flow each layer is (ORIGINAL §3.4, FLOWS §1): one kind for every layer or a list.
 pub use crate::kind::FlowKind;
 
@@ -30,8 +34,10 @@ pub enum ContextMode {
 /// let cfg = vae_flows::FlowConfig { batch_norm: false, ..Default::default() };
 /// assert_eq!(cfg.layers, 8);
 /// ```
+// `remote = "Self"`: the derived forms are the inherent `FlowConfig::{serialize, deserialize}`,
+// and the trait impls (below) wrap them to read the deprecated `batch_norm` (NORMALIZATION §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, remote = "Self")]
 pub struct FlowConfig {
     /// `flow_type` (§3.4): one kind name for all layers, or a list of names, one per layer,
     /// whose length must equal `layers` (FLOWS §1.2). Default [`FlowKind::Iaf`].
@@ -42,8 +48,22 @@ pub struct FlowConfig {
     /// Consecutive widths in `[D] + hidden + [D]` must divide each other; multiples of `D`
     /// always give autoregressive masks.
     pub hidden: Vec<i64>,
-    /// `cmade_batchnorm`: BN after every masked layer, no biases (§3.4.2). Default `true`.
+    /// Deprecated alias of [`normalization`](Self::normalization), the original's
+    /// `cmade_batchnorm` (§3.4.2): `false` means `none`; `true`, the default, leaves it to
+    /// `normalization`. Old configs and checkpoints load with it; configs are written without
+    /// it. Read through [`cmade_normalization`](Self::cmade_normalization).
+    #[serde(
+        deserialize_with = "deserialize_batch_norm",
+        skip_serializing_if = "is_true"
+    )]
     pub batch_norm: bool,
+    /// What follows each masked layer of the IAF cMADEs: `batch_norm` (the original's BN, no
+    /// biases), `weight_norm` (weight normalization with data-dependent initialisation) or
+    /// `none` (biases), NORMALIZATION §1, §4. `null` (the default) means `batch_norm` unless
+    /// the deprecated `batch_norm` is `false`; a config that sets both to different things is
+    /// refused, naming both. Read through [`cmade_normalization`](Self::cmade_normalization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<Normalization>,
     /// `cmade_context_SNF_like` (§3.4.2). Default [`ContextMode::SnfLike`].
     pub context: ContextMode,
     /// `context_size`: width of the context vector fed to every step; 0 means no context (§3.1,
@@ -79,6 +99,7 @@ impl Default for FlowConfig {
             layers: 8,
             hidden: vec![1920, 1920],
             batch_norm: true,
+            normalization: None,
             context: ContextMode::SnfLike,
             context_size: 1920,
             shift_only: false,
@@ -99,6 +120,7 @@ impl FlowConfig {
     /// only `context_size >= 0`; `hidden` and the SNF-like context size only with IAF or NAF
     /// layers. A `kind` list must have `layers` entries ([`Error::LayersMismatch`]).
     pub fn validate(&self) -> Result<()> {
+        self.cmade_normalization()?;
         if self.context_size < 0 {
             return Err(Error::InvalidConfig {
                 field: "context_size",
@@ -190,7 +212,9 @@ impl FlowConfig {
     /// Trainable parameters of one IAF step (ORIGINAL §3.3).
     fn iaf_parameters(&self, latent: i64) -> i64 {
         // Per output unit of a masked layer: BN has γ and β, no BN has a bias.
-        let per_unit = if self.batch_norm { 2 } else { 1 };
+        let per_unit = (self.cmade_normalization())
+            .unwrap_or_default()
+            .parameters_per_unit();
         let units = self.units(latent);
         let hidden_layers = &units[..units.len() - 1];
         let mut n: i64 = hidden_layers
@@ -217,6 +241,104 @@ impl FlowConfig {
             .sum()
     }
 }
+
+/// `FlowConfig`'s `batch_norm` and `normalization` (NORMALIZATION §1): which one a config
+/// gave, their meaning, and the canonical form configs are compared and written in.
+mod normalization_setting {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{FlowConfig, Normalization};
+    use crate::error::{Error, Result};
+
+    thread_local! {
+        /// Whether the `FlowConfig` being read on this thread gave `batch_norm`.
+        static BATCH_NORM_GIVEN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Reads the deprecated `batch_norm` and notes that it was given.
+    pub(super) fn deserialize_batch_norm<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<bool, D::Error> {
+        let value = bool::deserialize(d)?;
+        BATCH_NORM_GIVEN.set(true);
+        Ok(value)
+    }
+
+    pub(super) fn is_true(b: &bool) -> bool {
+        *b
+    }
+
+    /// The message for `batch_norm` and `normalization` that say different things.
+    fn conflict(batch_norm: bool, normalization: Normalization) -> Error {
+        Error::InvalidConfig {
+            field: "batch_norm",
+            value: format!("{batch_norm} with `normalization` = {normalization}"),
+            expected: "one of them: `batch_norm` is the deprecated alias of `normalization` \
+                       (true = batch_norm, false = none); remove `batch_norm`",
+        }
+    }
+
+    impl FlowConfig {
+        /// The cMADE's normalization (NORMALIZATION §1): `normalization` if set, else `none`
+        /// when the deprecated `batch_norm` is `false`, else `batch_norm`.
+        ///
+        /// Errors: [`Error::InvalidConfig`] naming both fields when `batch_norm = false` comes
+        /// with a `normalization` other than `none` (in a config that was read, also
+        /// `batch_norm = true` with one other than `batch_norm`).
+        pub fn cmade_normalization(&self) -> Result<Normalization> {
+            match (self.batch_norm, self.normalization) {
+                (false, None) | (false, Some(Normalization::None)) => Ok(Normalization::None),
+                (false, Some(n)) => Err(conflict(false, n)),
+                (true, n) => Ok(n.unwrap_or_default()),
+            }
+        }
+
+        /// This config with the normalization written one way only: `batch_norm` at its
+        /// default and `normalization` `None` for batch norm, `Some` otherwise, so that equal
+        /// settings compare and serialise equal whichever key gave them. Errors as
+        /// [`cmade_normalization`](Self::cmade_normalization).
+        pub fn canonical(&self) -> Result<FlowConfig> {
+            let n = self.cmade_normalization()?;
+            Ok(FlowConfig {
+                batch_norm: true,
+                normalization: (n != Normalization::BatchNorm).then_some(n),
+                ..self.clone()
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for FlowConfig {
+        /// The derived form, then [`FlowConfig::canonical`]; a `batch_norm` given alongside a
+        /// `normalization` that says otherwise is an error naming both.
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            BATCH_NORM_GIVEN.set(false);
+            let raw = FlowConfig::deserialize(d);
+            let given = BATCH_NORM_GIVEN.replace(false);
+            let raw = raw?;
+            if let (true, true, Some(n)) = (given, raw.batch_norm, raw.normalization) {
+                if n != Normalization::BatchNorm {
+                    return Err(serde::de::Error::custom(conflict(true, n)));
+                }
+            }
+            raw.canonical().map_err(serde::de::Error::custom)
+        }
+    }
+
+    impl Serialize for FlowConfig {
+        /// The derived form of [`FlowConfig::canonical`] (of the config as it is, if its
+        /// settings conflict).
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self.canonical() {
+                Ok(c) => FlowConfig::serialize(&c, s),
+                Err(_) => FlowConfig::serialize(self, s),
+            }
+        }
+    }
+}
+
+use normalization_setting::{deserialize_batch_norm, is_true};
 
 #[cfg(test)]
 mod tests {
