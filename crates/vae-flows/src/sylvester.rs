@@ -183,29 +183,33 @@ impl SylvesterStep {
         }
     }
 
+    /// `Qᵀ x` (`transpose`, `x [B, D]` → `[B, M]`) or `Q x` (`[B, M]` → `[B, D]`); a
+    /// permutation needs no product.
+    fn apply_q(&self, q: &Tensor, x: &Tensor, transpose: bool) -> Tensor {
+        match &self.q {
+            QSource::Triangular { reversed: false } => x.shallow_clone(),
+            QSource::Triangular { reversed: true } => x.flip([1]),
+            _ => {
+                let q = if transpose {
+                    q.transpose(1, 2)
+                } else {
+                    q.shallow_clone()
+                };
+                q.matmul(&x.unsqueeze(2)).squeeze_dim(2)
+            }
+        }
+    }
+
     /// `z [B, D]`, `context [B, C]` → `(z' [B, D], log|det ∂z'/∂z| [B])`, nats.
     ///
     /// Panics when `z` is not `[B, D]` or the context does not match.
     pub fn forward(&self, z: &Tensor, context: Option<&Tensor>) -> (Tensor, Tensor) {
         let batch = check_latent(z, self.latent);
         let p = self.params(context, batch);
-        // Qᵀz and Q x; a permutation needs no product.
-        let (qt_z, q_times): (Tensor, Box<dyn Fn(&Tensor) -> Tensor>) = match &self.q {
-            QSource::Triangular { reversed: false } => {
-                (z.shallow_clone(), Box::new(|x| x.shallow_clone()))
-            }
-            QSource::Triangular { reversed: true } => (z.flip([1]), Box::new(|x| x.flip([1]))),
-            _ => {
-                let q = p.q.shallow_clone();
-                (
-                    p.q.transpose(1, 2).matmul(&z.unsqueeze(2)).squeeze_dim(2),
-                    Box::new(move |x| q.matmul(&x.unsqueeze(2)).squeeze_dim(2)),
-                )
-            }
-        };
+        let qt_z = self.apply_q(&p.q, z, true);
         let pre = p.r_tilde.matmul(&qt_z.unsqueeze(2)).squeeze_dim(2) + &p.b;
         let h = pre.tanh();
-        let z_out = z + q_times(&p.r.matmul(&h.unsqueeze(2)).squeeze_dim(2));
+        let z_out = z + self.apply_q(&p.q, &p.r.matmul(&h.unsqueeze(2)).squeeze_dim(2), false);
         let diag = p.r.diagonal(0, 1, 2) * p.r_tilde.diagonal(0, 1, 2);
         let log_det = ((-h.square() + 1.0) * diag)
             .log1p()

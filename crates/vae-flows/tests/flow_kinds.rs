@@ -278,22 +278,16 @@ fn planar_naf_and_radial_inverses_hold_for_strong_transforms() {
         let z = randn(&[8, D], Kind::Double) * 3.0;
         let c = context_for(&flow, 8, Kind::Double).map(|c| c * 2.0);
         for layer in flow.layers() {
-            let (forward, inverse): (
-                Box<dyn Fn(&Tensor) -> Tensor>,
-                Box<dyn Fn(&Tensor) -> Tensor>,
-            ) = match layer {
-                FlowLayer::Planar(s) => (
-                    Box::new(|z| s.forward(z, c.as_ref()).0),
-                    Box::new(|z| s.inverse(z, c.as_ref())),
-                ),
-                FlowLayer::Naf(s) => (
-                    Box::new(|z| s.forward(z, c.as_ref()).0),
-                    Box::new(|z| s.inverse(z, c.as_ref())),
-                ),
-                FlowLayer::Radial(s) => (
-                    Box::new(|z| s.forward(z, c.as_ref()).0),
-                    Box::new(|z| s.inverse(z, c.as_ref())),
-                ),
+            let forward = |z: &Tensor| match layer {
+                FlowLayer::Planar(s) => s.forward(z, c.as_ref()).0,
+                FlowLayer::Naf(s) => s.forward(z, c.as_ref()).0,
+                FlowLayer::Radial(s) => s.forward(z, c.as_ref()).0,
+                other => panic!("unexpected layer {other:?}"),
+            };
+            let inverse = |z: &Tensor| match layer {
+                FlowLayer::Planar(s) => s.inverse(z, c.as_ref()),
+                FlowLayer::Naf(s) => s.inverse(z, c.as_ref()),
+                FlowLayer::Radial(s) => s.inverse(z, c.as_ref()),
                 other => panic!("unexpected layer {other:?}"),
             };
             let z_out = forward(&z);
