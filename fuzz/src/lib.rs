@@ -21,8 +21,8 @@ pub mod seeds;
 pub fn tiny_model() -> ModelConfig {
     ModelConfig {
         latent: 1,
-        encoder: EncoderConfig::Mlp { hidden: vec![] },
-        decoder: DecoderConfig::Mlp { hidden: vec![] },
+        encoder: EncoderConfig::mlp(vec![]),
+        decoder: DecoderConfig::mlp(vec![]),
         flow: Some(FlowConfig {
             layers: 1,
             hidden: vec![2],
@@ -83,11 +83,11 @@ pub fn tiny_trainer() -> Trainer {
 pub fn small_enough(m: &ModelConfig) -> bool {
     let widths = |h: &[i64]| h.len() <= 4 && h.iter().all(|&w| w <= 256);
     let encoder = match &m.encoder {
-        EncoderConfig::Mlp { hidden } => widths(hidden),
+        EncoderConfig::Mlp { hidden, .. } => widths(hidden),
         _ => true,
     };
     let decoder = match &m.decoder {
-        DecoderConfig::Mlp { hidden } => widths(hidden),
+        DecoderConfig::Mlp { hidden, .. } => widths(hidden),
         _ => true,
     };
     let flow = match &m.flow {

@@ -144,8 +144,8 @@ fn config_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
         "run-smoke-noflow".into(),
         [&smoke[..], b"\0model.flow=null\0data.dataset=fashion-mnist"].concat(),
     ));
-    let mlp = |h: Vec<i64>| EncoderConfig::Mlp { hidden: h };
-    let dmlp = |h: Vec<i64>| DecoderConfig::Mlp { hidden: h };
+    let mlp = |h: Vec<i64>| EncoderConfig::mlp(h);
+    let dmlp = |h: Vec<i64>| DecoderConfig::mlp(h);
     let flow = FlowConfig {
         layers: 2,
         hidden: vec![8],
@@ -168,7 +168,7 @@ fn config_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
                     context_size: 3,
                     hidden: vec![8, 4],
                     shift_only: true,
-                    batch_norm: false,
+                    normalization: vae_flows::config::Normalization::None,
                     ..flow.clone()
                 }),
             ),

@@ -31,7 +31,8 @@ pub enum ContextMode {
 /// Flow hyperparameters. Defaults are the original's (ORIGINAL §3.4.4).
 ///
 /// ```
-/// let cfg = vae_flows::FlowConfig { batch_norm: false, ..Default::default() };
+/// use vae_flows::config::Normalization;
+/// let cfg = vae_flows::FlowConfig { normalization: Normalization::None, ..Default::default() };
 /// assert_eq!(cfg.layers, 8);
 /// ```
 // `remote = "Self"`: the derived forms are the inherent `FlowConfig::{serialize, deserialize}`,
@@ -48,22 +49,23 @@ pub struct FlowConfig {
     /// Consecutive widths in `[D] + hidden + [D]` must divide each other; multiples of `D`
     /// always give autoregressive masks.
     pub hidden: Vec<i64>,
-    /// Deprecated alias of [`normalization`](Self::normalization), the original's
-    /// `cmade_batchnorm` (§3.4.2): `false` means `none`; `true`, the default, leaves it to
-    /// `normalization`. Old configs and checkpoints load with it; configs are written without
-    /// it. Read through [`cmade_normalization`](Self::cmade_normalization).
+    /// What follows each masked layer of the IAF cMADEs: `batch_norm` (the original's
+    /// `cmade_batchnorm`: BN, no biases; the default), `weight_norm` (weight normalization with
+    /// data-dependent initialisation) or `none` (biases), NORMALIZATION §1, §4. Written only
+    /// when it is not `batch_norm`. Read through
+    /// [`cmade_normalization`](Self::cmade_normalization), which also honours `batch_norm`.
     #[serde(
-        deserialize_with = "deserialize_batch_norm",
-        skip_serializing_if = "is_true"
+        deserialize_with = "deserialize_normalization",
+        skip_serializing_if = "Normalization::is_batch_norm"
     )]
-    pub batch_norm: bool,
-    /// What follows each masked layer of the IAF cMADEs: `batch_norm` (the original's BN, no
-    /// biases), `weight_norm` (weight normalization with data-dependent initialisation) or
-    /// `none` (biases), NORMALIZATION §1, §4. `null` (the default) means `batch_norm` unless
-    /// the deprecated `batch_norm` is `false`; a config that sets both to different things is
-    /// refused, naming both. Read through [`cmade_normalization`](Self::cmade_normalization).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub normalization: Option<Normalization>,
+    pub normalization: Normalization,
+    /// Deprecated: the boolean `batch_norm` of older configs and checkpoints (the original's
+    /// `cmade_batchnorm`), an alias of [`normalization`](Self::normalization): `false` means
+    /// `none`, `true` `batch_norm`. Reading a config moves it into `normalization` (a config
+    /// that gives both in disagreement is refused, naming both) and leaves `None`; it is never
+    /// written. Set `normalization` instead.
+    #[serde(skip_serializing)]
+    pub batch_norm: Option<bool>,
     /// `cmade_context_SNF_like` (§3.4.2). Default [`ContextMode::SnfLike`].
     pub context: ContextMode,
     /// `context_size`: width of the context vector fed to every step; 0 means no context (§3.1,
@@ -98,8 +100,8 @@ impl Default for FlowConfig {
             kind: FlowKind::Iaf,
             layers: 8,
             hidden: vec![1920, 1920],
-            batch_norm: true,
-            normalization: None,
+            normalization: Normalization::BatchNorm,
+            batch_norm: None,
             context: ContextMode::SnfLike,
             context_size: 1920,
             shift_only: false,
@@ -242,8 +244,9 @@ impl FlowConfig {
     }
 }
 
-/// `FlowConfig`'s `batch_norm` and `normalization` (NORMALIZATION §1): which one a config
-/// gave, their meaning, and the canonical form configs are compared and written in.
+/// `FlowConfig`'s `normalization` and its deprecated alias `batch_norm` (NORMALIZATION §1):
+/// which one a config gave, their meaning, and the one form configs are read into and written
+/// from.
 mod normalization_setting {
     use std::cell::Cell;
 
@@ -253,21 +256,27 @@ mod normalization_setting {
     use crate::error::{Error, Result};
 
     thread_local! {
-        /// Whether the `FlowConfig` being read on this thread gave `batch_norm`.
-        static BATCH_NORM_GIVEN: Cell<bool> = const { Cell::new(false) };
+        /// Whether the `FlowConfig` being read on this thread gave `normalization`.
+        static NORMALIZATION_GIVEN: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// Reads the deprecated `batch_norm` and notes that it was given.
-    pub(super) fn deserialize_batch_norm<'de, D: Deserializer<'de>>(
+    /// Reads `normalization` and notes that it was given (its absence and an explicit
+    /// `batch_norm` are otherwise the same value).
+    pub(super) fn deserialize_normalization<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> std::result::Result<bool, D::Error> {
-        let value = bool::deserialize(d)?;
-        BATCH_NORM_GIVEN.set(true);
+    ) -> std::result::Result<Normalization, D::Error> {
+        let value = Normalization::deserialize(d)?;
+        NORMALIZATION_GIVEN.set(true);
         Ok(value)
     }
 
-    pub(super) fn is_true(b: &bool) -> bool {
-        *b
+    /// What the deprecated `batch_norm` means.
+    fn alias(batch_norm: bool) -> Normalization {
+        if batch_norm {
+            Normalization::BatchNorm
+        } else {
+            Normalization::None
+        }
     }
 
     /// The message for `batch_norm` and `normalization` that say different things.
@@ -281,45 +290,44 @@ mod normalization_setting {
     }
 
     impl FlowConfig {
-        /// The cMADE's normalization (NORMALIZATION §1): `normalization` if set, else `none`
-        /// when the deprecated `batch_norm` is `false`, else `batch_norm`.
+        /// The cMADE's normalization (NORMALIZATION §1): `normalization`, or what the
+        /// deprecated `batch_norm` means when it is set and `normalization` is at its default.
         ///
-        /// Errors: [`Error::InvalidConfig`] naming both fields when `batch_norm = false` comes
-        /// with a `normalization` other than `none` (in a config that was read, also
-        /// `batch_norm = true` with one other than `batch_norm`).
+        /// Errors: [`Error::InvalidConfig`] naming both fields when `batch_norm` is set and
+        /// `normalization` is another non-default value than it means.
         pub fn cmade_normalization(&self) -> Result<Normalization> {
             match (self.batch_norm, self.normalization) {
-                (false, None) | (false, Some(Normalization::None)) => Ok(Normalization::None),
-                (false, Some(n)) => Err(conflict(false, n)),
-                (true, n) => Ok(n.unwrap_or_default()),
+                (None, n) => Ok(n),
+                (Some(b), Normalization::BatchNorm) => Ok(alias(b)),
+                (Some(b), n) if n == alias(b) => Ok(n),
+                (Some(b), n) => Err(conflict(b, n)),
             }
         }
 
-        /// This config with the normalization written one way only: `batch_norm` at its
-        /// default and `normalization` `None` for batch norm, `Some` otherwise, so that equal
-        /// settings compare and serialise equal whichever key gave them. Errors as
+        /// This config with `batch_norm` moved into `normalization`, so that equal settings
+        /// compare and serialise equal whichever key gave them. Errors as
         /// [`cmade_normalization`](Self::cmade_normalization).
         pub fn canonical(&self) -> Result<FlowConfig> {
-            let n = self.cmade_normalization()?;
             Ok(FlowConfig {
-                batch_norm: true,
-                normalization: (n != Normalization::BatchNorm).then_some(n),
+                normalization: self.cmade_normalization()?,
+                batch_norm: None,
                 ..self.clone()
             })
         }
     }
 
     impl<'de> Deserialize<'de> for FlowConfig {
-        /// The derived form, then [`FlowConfig::canonical`]; a `batch_norm` given alongside a
-        /// `normalization` that says otherwise is an error naming both.
+        /// The derived form, then [`FlowConfig::canonical`]. A `batch_norm` given with a
+        /// `normalization` that means something else is an error naming both (also
+        /// `"batch_norm": false` with `"normalization": "batch_norm"`).
         fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-            BATCH_NORM_GIVEN.set(false);
+            NORMALIZATION_GIVEN.set(false);
             let raw = FlowConfig::deserialize(d);
-            let given = BATCH_NORM_GIVEN.replace(false);
+            let given = NORMALIZATION_GIVEN.replace(false);
             let raw = raw?;
-            if let (true, true, Some(n)) = (given, raw.batch_norm, raw.normalization) {
-                if n != Normalization::BatchNorm {
-                    return Err(serde::de::Error::custom(conflict(true, n)));
+            if let (Some(b), true) = (raw.batch_norm, given) {
+                if raw.normalization != alias(b) {
+                    return Err(serde::de::Error::custom(conflict(b, raw.normalization)));
                 }
             }
             raw.canonical().map_err(serde::de::Error::custom)
@@ -328,7 +336,7 @@ mod normalization_setting {
 
     impl Serialize for FlowConfig {
         /// The derived form of [`FlowConfig::canonical`] (of the config as it is, if its
-        /// settings conflict).
+        /// settings conflict): `batch_norm` is never written.
         fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
             match self.canonical() {
                 Ok(c) => FlowConfig::serialize(&c, s),
@@ -338,7 +346,7 @@ mod normalization_setting {
     }
 }
 
-use normalization_setting::{deserialize_batch_norm, is_true};
+use normalization_setting::deserialize_normalization;
 
 #[cfg(test)]
 mod tests {
@@ -350,7 +358,7 @@ mod tests {
         assert_eq!(cfg.kind, FlowKind::Iaf);
         assert_eq!(cfg.layers, 8);
         assert_eq!(cfg.hidden, [1920, 1920]);
-        assert!(cfg.batch_norm && !cfg.shift_only);
+        assert!(cfg.normalization == Normalization::BatchNorm && !cfg.shift_only);
         assert_eq!(cfg.context, ContextMode::SnfLike);
         assert_eq!(cfg.context_size, 1920);
         cfg.validate().unwrap();

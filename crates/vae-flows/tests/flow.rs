@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use vae_flows::config::Normalization;
 use vae_flows::{
     BatchNormSettings, Cmade, ContextMode, ContextPredictor, Error, Flow, FlowConfig, FlowKind,
     IafStep, MaskOrder,
@@ -52,7 +53,7 @@ fn variants(d: i64, layers: usize) -> Vec<(&'static str, FlowConfig)> {
         (
             "gated, no BN, linear context",
             FlowConfig {
-                batch_norm: false,
+                normalization: Normalization::None,
                 context: ContextMode::Linear,
                 context_size: 5,
                 ..base.clone()
@@ -261,7 +262,7 @@ fn log_det_is_finite_for_extreme_gates() {
     // D10: log σ(s) for very negative s is −s, not −inf.
     let d = 8;
     let cfg = FlowConfig {
-        batch_norm: false,
+        normalization: Normalization::None,
         context_size: 0,
         ..small(d, 1)
     };
@@ -324,7 +325,11 @@ fn gated_steps_start_near_identity() {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
     for (batch_norm, init) in [(true, 3.0), (false, 2.0)] {
         let cfg = FlowConfig {
-            batch_norm,
+            normalization: if batch_norm {
+                Normalization::BatchNorm
+            } else {
+                Normalization::None
+            },
             context_size: 0,
             ..small(d, 4)
         };
@@ -388,7 +393,7 @@ fn bn_and_bias_init_follow_the_spec() {
     assert!(max_abs(w) <= 0.5 && max_abs(w) > 0.4);
 
     let cfg = FlowConfig {
-        batch_norm: false,
+        normalization: Normalization::None,
         ..small(d, 1)
     };
     let (vs, _) = build(d, &cfg, false, false);
@@ -435,7 +440,7 @@ fn eval_mode_is_per_example() {
         let (tb, _) = run(2, true);
         assert_eq!(
             ta.allclose(&tb, 1e-5, 1e-6, false),
-            !cfg.batch_norm,
+            cfg.normalization != Normalization::BatchNorm,
             "{name}: train mode"
         );
     }

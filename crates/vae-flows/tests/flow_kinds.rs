@@ -424,7 +424,7 @@ fn parameter_count_formula_matches_built_flows() {
                     context: ContextMode::Linear,
                     context_size: if context { 7 } else { 0 },
                     hidden: vec![2 * d, 4 * d],
-                    batch_norm: false,
+                    normalization: vae_flows::config::Normalization::None,
                     ..cfg(d, kind.clone(), context)
                 });
                 for cfg in cfgs {

@@ -34,7 +34,7 @@ fn wn(d: i64, layers: usize) -> FlowConfig {
         layers,
         hidden: vec![2 * d, 2 * d],
         context_size: 2 * d,
-        normalization: Some(Normalization::WeightNorm),
+        normalization: Normalization::WeightNorm,
         ..Default::default()
     }
 }
@@ -515,7 +515,7 @@ fn parameter_counts_and_names_for_every_normalization() {
                 Normalization::None,
             ] {
                 let cfg = FlowConfig {
-                    normalization: Some(norm),
+                    normalization: norm,
                     ..cfg.clone()
                 };
                 let vs = nn::VarStore::new(Device::Cpu);
@@ -556,7 +556,8 @@ fn parameter_counts_and_names_for_every_normalization() {
 
 /// `normalization` in JSON; the deprecated `batch_norm` keeps its meaning (`false` = none);
 /// both together must agree, and the error names both; read configs are canonical (equal
-/// settings compare and serialise equal); unknown keys are still refused.
+/// settings compare and serialise equal, `batch_norm` is never written); unknown keys are
+/// still refused.
 #[test]
 fn normalization_and_the_deprecated_batch_norm_in_json() {
     let read = |json: &str| serde_json::from_str::<FlowConfig>(json);
@@ -596,7 +597,7 @@ fn normalization_and_the_deprecated_batch_norm_in_json() {
     );
     for n in [Normalization::WeightNorm, Normalization::None] {
         let cfg = FlowConfig {
-            normalization: Some(n),
+            normalization: n,
             layers: 3,
             ..Default::default()
         };
@@ -609,9 +610,17 @@ fn normalization_and_the_deprecated_batch_norm_in_json() {
     }
     // A config built with the alias is written canonically and reads back the same.
     let alias = FlowConfig {
-        batch_norm: false,
+        batch_norm: Some(false),
         ..Default::default()
     };
+    assert_eq!(alias.cmade_normalization().unwrap(), Normalization::None);
+    assert_eq!(
+        alias.canonical().unwrap(),
+        FlowConfig {
+            normalization: Normalization::None,
+            ..Default::default()
+        }
+    );
     let text = serde_json::to_string(&alias).unwrap();
     assert!(
         text.contains("\"normalization\":\"none\"") && !text.contains("batch_norm"),
@@ -650,11 +659,11 @@ fn normalization_and_the_deprecated_batch_norm_in_json() {
             "{json}: {err}"
         );
     }
-    // Built in code: the alias at its default defers to `normalization`; `false` with another
-    // normalization is refused by validate (and by Flow::new) naming both.
+    // Built in code: the alias decides while `normalization` is at its default; `false` with
+    // another normalization is refused by validate (and by Flow::new) naming both.
     let built = FlowConfig {
-        batch_norm: false,
-        normalization: Some(Normalization::WeightNorm),
+        batch_norm: Some(false),
+        normalization: Normalization::WeightNorm,
         ..Default::default()
     };
     let err = built.validate().unwrap_err().to_string();

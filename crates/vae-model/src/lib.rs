@@ -7,6 +7,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
+pub mod data_init;
 pub mod error;
 pub mod latent_model;
 pub mod memory;

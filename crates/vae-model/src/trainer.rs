@@ -164,11 +164,17 @@ pub struct Trainer {
     /// few steps (on CUDA: the host never waits for the GPU inside an epoch) or after every
     /// step (on the CPU, where nothing waits).
     deferred_readback: bool,
+    /// The model has weight-normalized layers whose data-dependent initialisation is still to
+    /// run, on the first step's batch (NORMALIZATION §6): a fresh run, or a checkpoint from
+    /// before the first step.
+    data_init_pending: bool,
 }
 
 impl Trainer {
     /// Builds the model (initialised from `cfg.train.seed`), the optimizer and the data.
     /// Validation and test sets are binarized once here with `cfg.data.eval_binarization_seed`.
+    /// Weight-normalized layers get their data-dependent initialisation on the first training
+    /// batch, right before the first step (NORMALIZATION §6).
     pub fn new(cfg: ExperimentConfig, data: Dataset, device: Device) -> Result<Trainer> {
         cfg.validate()?;
         if cfg.train.batch_size > data.train.len() {
@@ -195,6 +201,15 @@ impl Trainer {
                 "at least 2: this model has batch norm, which needs two images per batch",
             ));
         }
+        let data_init_pending = vae.uses_weight_norm();
+        if data_init_pending && cfg.train.batch_size < 2 {
+            return Err(Error::bad(
+                "train.batch_size",
+                cfg.train.batch_size,
+                "at least 2: this model has weight norm, whose data-dependent initialisation \
+                 needs two images to measure a variance (NORMALIZATION §6)",
+            ));
+        }
         let adam = Adam::new(&vs, cfg.train.adam);
         Ok(Trainer {
             validation: evaluation_split(&data, &cfg, SplitKind::Validation),
@@ -208,6 +223,7 @@ impl Trainer {
             state: TrainState::default(),
             nan_injection: None,
             deferred_readback: device.is_cuda(),
+            data_init_pending,
         })
     }
 
@@ -337,6 +353,10 @@ impl Trainer {
                     return Ok(ledger
                         .settle(&mut self.state, &mut on_step)
                         .unwrap_or(EpochOutcome::Interrupted));
+                }
+                if self.data_init_pending {
+                    crate::data_init::initialise_for_training(&self.vae, &batch.images, seed)?;
+                    self.data_init_pending = false;
                 }
                 let rng = vae_eval::rng_guard();
                 tch::manual_seed(stream_seed(&[
@@ -500,6 +520,9 @@ impl Trainer {
         self.adam.load_state(ck.tensors(), path)?;
         restore.apply();
         self.state = ck.state().clone();
+        // g and b come from the checkpoint; one written before the first step holds them as
+        // built, and initialises again as the uninterrupted run did (NORMALIZATION §6).
+        self.data_init_pending = self.vae.uses_weight_norm() && self.state.global_step == 0;
         Ok(())
     }
 }

@@ -11,10 +11,10 @@ use crate::error::Result;
 /// A flow-VAE built under one `nn::Path` (`enc`, `ctx`, `flow`, `dec` below it).
 #[derive(Debug)]
 pub struct Vae {
-    encoder: Box<dyn Encoder>,
-    context: Option<ContextPredictor>,
-    flow: Option<Flow>,
-    decoder: Box<dyn Decoder>,
+    pub(crate) encoder: Box<dyn Encoder>,
+    pub(crate) context: Option<ContextPredictor>,
+    pub(crate) flow: Option<Flow>,
+    pub(crate) decoder: Box<dyn Decoder>,
     cfg: ModelConfig,
     /// The variables, when this VAE owns them ([`Vae::load`]); `None` when it was built under
     /// a caller's `nn::Path`, whose `VarStore` the caller keeps.

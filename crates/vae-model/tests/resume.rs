@@ -1,5 +1,7 @@
 //! Training resumes exactly: 2 epochs in one go equal 1 epoch, a checkpoint, a new trainer and 1
-//! more epoch, and a stop in the middle of an epoch resumes at the same step.
+//! more epoch, and a stop in the middle of an epoch resumes at the same step; with batch norm and
+//! with weight norm (whose data-dependent initialisation runs on a fresh run only, NORMALIZATION
+//! §6).
 
 use std::sync::atomic::AtomicBool;
 
@@ -7,7 +9,7 @@ use tch::Device;
 use vae_data::{Dataset, DatasetKind, Split, SplitConfig};
 use vae_flows::FlowConfig;
 use vae_model::{EpochOutcome, ExperimentConfig, ModelConfig, TrainConfig, Trainer};
-use vae_nets::{DecoderConfig, EncoderConfig};
+use vae_nets::{DecoderConfig, EncoderConfig, Normalization};
 
 fn data() -> Dataset {
     // 300 training, 100 validation and 100 test images of arbitrary grey levels; deterministic.
@@ -29,15 +31,27 @@ fn data() -> Dataset {
 }
 
 fn cfg() -> ExperimentConfig {
+    cfg_with(Normalization::BatchNorm)
+}
+
+/// The test config with every MLP layer and cMADE normalized as `normalization` says.
+fn cfg_with(normalization: Normalization) -> ExperimentConfig {
     let mut c = ExperimentConfig {
         model: ModelConfig {
             latent: 4,
-            encoder: EncoderConfig::mlp(vec![32]),
-            decoder: DecoderConfig::mlp(vec![32]),
+            encoder: EncoderConfig::Mlp {
+                hidden: vec![32],
+                normalization,
+            },
+            decoder: DecoderConfig::Mlp {
+                hidden: vec![32],
+                normalization,
+            },
             flow: Some(FlowConfig {
                 layers: 2,
                 hidden: vec![16],
                 context_size: 16,
+                normalization,
                 ..Default::default()
             }),
             ..Default::default()
@@ -70,8 +84,18 @@ fn weights(t: &Trainer) -> Vec<(String, tch::Tensor)> {
     v
 }
 
+/// The normalizations the resumption tests run with.
+const NORMALIZATIONS: [Normalization; 2] = [Normalization::BatchNorm, Normalization::WeightNorm];
+
 #[test]
 fn two_epochs_equal_one_plus_resume_plus_one() {
+    for n in NORMALIZATIONS {
+        two_epochs_equal_one_plus_resume_plus_one_with(n);
+    }
+}
+
+fn two_epochs_equal_one_plus_resume_plus_one_with(normalization: Normalization) {
+    let cfg = || cfg_with(normalization);
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("last.safetensors");
@@ -94,17 +118,38 @@ fn two_epochs_equal_one_plus_resume_plus_one() {
     for (i, (a, b)) in losses.iter().zip(&resumed_losses).enumerate() {
         assert!(
             (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-6,
-            "step {i}: {a:?} vs {b:?}"
+            "{normalization}, step {i}: {a:?} vs {b:?}"
         );
     }
     for ((name, a), (_, b)) in weights(&straight).iter().zip(weights(&second).iter()) {
         let d = (a - b).abs().max().double_value(&[]);
-        assert!(d < 1e-6, "{name} differs by {d}");
+        assert!(d < 1e-6, "{normalization}: {name} differs by {d}");
+    }
+    if normalization == Normalization::WeightNorm {
+        // The variables are weight norm's (the context predictor keeps its batch norm), and
+        // the initialisation set the biases.
+        let names: Vec<String> = weights(&straight).into_iter().map(|(k, _)| k).collect();
+        let bn: Vec<&String> = names.iter().filter(|k| k.contains(".bn.")).collect();
+        assert!(bn.iter().all(|k| k.starts_with("ctx.")), "{bn:?}");
+        // Twelve Adam steps move a bias by about 12 · 1e-3; the initialisation by the
+        // pre-activations' means.
+        let b = &straight.var_store().variables()["enc.hidden1.dense.bias"];
+        assert!(b.abs().max().double_value(&[]) > 0.1, "b was initialised");
     }
 }
 
 #[test]
 fn a_stop_mid_epoch_resumes_at_the_same_step() {
+    for n in NORMALIZATIONS {
+        a_stop_mid_epoch_resumes_at_the_same_step_with(n, 4);
+    }
+    // Stopped before its first step: the checkpoint holds g and b as built, and the resumed
+    // run initialises them from the first batch as the uninterrupted run did.
+    a_stop_mid_epoch_resumes_at_the_same_step_with(Normalization::WeightNorm, 0);
+}
+
+fn a_stop_mid_epoch_resumes_at_the_same_step_with(normalization: Normalization, stop_at: u64) {
+    let cfg = || cfg_with(normalization);
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("mid.safetensors");
@@ -115,10 +160,10 @@ fn a_stop_mid_epoch_resumes_at_the_same_step() {
     let stop = AtomicBool::new(false);
     let mut got = Vec::new();
     let outcome = part
-        .run_epoch(&stop, Some(4), |s| got.push((s.rec, s.kl)))
+        .run_epoch(&stop, Some(stop_at), |s| got.push((s.rec, s.kl)))
         .unwrap();
     assert!(matches!(outcome, EpochOutcome::Interrupted));
-    assert_eq!(part.state().step_in_epoch, 4);
+    assert_eq!(part.state().step_in_epoch, stop_at as usize);
     part.save_checkpoint(&ck).unwrap();
     let mut rest = Trainer::new(cfg(), data(), Device::Cpu).unwrap();
     rest.load_checkpoint(&ck).unwrap();
@@ -132,7 +177,14 @@ fn a_stop_mid_epoch_resumes_at_the_same_step() {
     for (a, b) in losses.iter().zip(&got) {
         assert!(
             (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-6,
-            "{a:?} vs {b:?}"
+            "{normalization}, stop at {stop_at}: {a:?} vs {b:?}"
+        );
+    }
+    for ((name, a), (_, b)) in weights(&straight).iter().zip(weights(&rest).iter()) {
+        let d = (a - b).abs().max().double_value(&[]);
+        assert!(
+            d < 1e-6,
+            "{normalization}, stop at {stop_at}: {name} differs by {d}"
         );
     }
     // The epoch means include the steps taken before the stop.
