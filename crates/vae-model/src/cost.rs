@@ -6,7 +6,6 @@
 //! Both are computed from the config alone (ORIGINAL §3), so `vae eval` and `vae bench` agree
 //! on them without running the model.
 
-use vae_flows::FlowKind;
 use vae_nets::{DecoderConfig, EncoderConfig};
 
 use crate::config::ModelConfig;
@@ -88,23 +87,16 @@ fn decoder_macs(cfg: &DecoderConfig, latent: f64) -> f64 {
 }
 
 /// Multiply-adds of the flow and its context predictor per example (masked matrices counted in
-/// full, as the dense products compute them).
+/// full, as the dense products compute them; the flow's count per kind is vae-flows'
+/// [`FlowConfig::forward_macs`](vae_flows::FlowConfig::forward_macs)).
 fn flow_macs(m: &ModelConfig, hidden_size: f64) -> f64 {
     let Some(flow) = &m.flow else { return 0.0 };
-    if flow.kind == FlowKind::Identity {
-        return 0.0;
-    }
-    let units: Vec<f64> = flow.units(m.latent).into_iter().map(|u| u as f64).collect();
-    let mut per_layer: f64 = units.windows(2).map(|w| w[0] * w[1]).sum();
-    if !flow.shift_only {
-        let n = units.len();
-        per_layer += units[n - 2] * units[n - 1];
-    }
-    let ctx = flow.context_size.max(0) as f64;
-    if flow.context == vae_flows::ContextMode::Linear {
-        per_layer += ctx * units[1];
-    }
-    flow.layers as f64 * per_layer + hidden_size * ctx
+    let ctx = if flow.uses_context() {
+        flow.context_size as f64
+    } else {
+        0.0
+    };
+    flow.forward_macs(m.latent) + hidden_size * ctx
 }
 
 /// Multiply-adds of one forward pass of one example through encoder, context, flow and decoder.
@@ -136,14 +128,7 @@ fn largest_row_activation(m: &ModelConfig) -> f64 {
     let flow = m
         .flow
         .as_ref()
-        .map(|f| {
-            f.hidden
-                .iter()
-                .copied()
-                .chain([f.context_size])
-                .max()
-                .unwrap_or(0) as f64
-        })
+        .map(|f| f.largest_activation(m.latent) as f64)
         .unwrap_or(0.0);
     decoder.max(flow)
 }
