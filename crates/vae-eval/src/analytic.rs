@@ -4,8 +4,11 @@
 //!   the posterior, and the ELBO of its Gaussian proposal.
 //! - [`BernoulliLogistic`]: `z ~ N(0, I_D)` with `D ∈ {1, 2}`, `x_p | z ~ Bernoulli(σ(W z + b)_p)`,
 //!   as a VAE decoder but linear. `log p(x)` by dense quadrature on a grid.
+//! - [`MogLinearGaussian`]: [`LinearGaussian`]'s likelihood under a mixture-of-Gaussians prior
+//!   `z ~ Σ_k π_k N(μ_k, diag σ_k²)`: closed-form `log p(x)`, and a prior other than the default
+//!   `N(0, I)`, with its own sampler and a gradient by autograd.
 //!
-//! Both implement [`LatentModel`](crate::LatentModel) (all three parts) with a deliberately imperfect (tunable) proposal, so that the
+//! All three implement [`LatentModel`](crate::LatentModel) (all three parts) with a deliberately imperfect (tunable) proposal, so that the
 //! estimators have something to correct. They live in the library, not only in tests, so that the
 //! runnable example and downstream self-checks can use them.
 
@@ -13,7 +16,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    standard_normal_log_density, AmortizedProposal, DataSimulator, JointDensity, LN_2PI,
+    diag_normal_log_density, standard_normal_log_density, AmortizedProposal, DataSimulator,
+    JointDensity, LN_2PI,
 };
 
 /// The proposal of [`LinearGaussian`]: the exact posterior `N(m, Σ)`, distorted.
@@ -400,5 +404,308 @@ impl AmortizedProposal for BernoulliLogistic {
 impl DataSimulator for BernoulliLogistic {
     fn sample_data(&self, z: &Tensor) -> Tensor {
         (z.matmul(&self.w.tr()) + &self.b).sigmoid().bernoulli()
+    }
+}
+
+/// A linear-Gaussian likelihood under a mixture-of-Gaussians prior, `P` observed and `D` latent
+/// dimensions, `K` components:
+///
+/// ```text
+/// z ~ Σ_k π_k N(μ_k, diag σ_k²),   x | z ~ N(W z + b, s² I_P)
+/// log p(x) = logsumexp_k [log π_k + log N(x; W μ_k + b, W diag(σ_k²) Wᵀ + s² I_P)]
+/// ```
+///
+/// The prior is the model's own ([`JointDensity::log_prior`] and [`JointDensity::sample_prior`]
+/// overridden), and its gradient is left to autograd (the trait's defaults), so that AIS from the
+/// prior starts from the mixture's draws and differentiates its density as it would a learned
+/// prior's.
+///
+/// The proposal is the exact posterior of the *moment-matched* model, the one whose prior is the
+/// Gaussian `N(m̄, Σ̄)` with the mixture's mean and covariance, distorted by a [`Proposal`]:
+/// `N(S (Σ̄⁻¹ m̄ + Wᵀ (x − b) / s²) + mean_shift, scale² S)` with `S = (Σ̄⁻¹ + WᵀW / s²)⁻¹`,
+/// through the affine flow when `full_covariance` (as [`LinearGaussian`]'s). `Σ̄` is at least
+/// every component's covariance (it adds the spread of the means), so `S` is at least every
+/// posterior component's, and with `scale² > 1/2` the importance weights have finite variance.
+/// [`Proposal::EXACT`] is not exact here.
+#[derive(Debug)]
+pub struct MogLinearGaussian {
+    /// `[P, D]`, f32 on the model's device.
+    w: Tensor,
+    /// `[P]`.
+    b: Tensor,
+    sigma: f64,
+    /// Normalised `log π` `[K]`, f32 on the model's device.
+    log_weights: Tensor,
+    /// `μ` `[K, D]`.
+    means: Tensor,
+    /// `log σ` `[K, D]`.
+    log_sigmas: Tensor,
+    proposal: Proposal,
+    /// f64 CPU copies for the closed forms.
+    w64: Tensor,
+    b64: Tensor,
+    log_weights64: Tensor,
+    means64: Tensor,
+    log_sigmas64: Tensor,
+    /// The moment-matched model's posterior covariance `S`, `[D, D]`, f64, CPU.
+    post_cov: Tensor,
+    /// `S Wᵀ / s²`, `[D, P]`, f64, CPU.
+    gain: Tensor,
+    /// `S Σ̄⁻¹ m̄`, `[D]`, f64, CPU: the posterior mean is `offset + gain (x − b)`.
+    offset: Tensor,
+    /// `scale · chol(S)`, `[D, D]`, model kind and device.
+    flow_matrix: Tensor,
+    /// `log |det flow_matrix|`.
+    flow_log_det: f64,
+    /// The diagonal base's `log_sigma`, `[D]`, model kind and device.
+    diag_log_sigma: Tensor,
+}
+
+impl MogLinearGaussian {
+    /// A model from `w` `[P, D]`, `b` `[P]`, observation noise `sigma > 0`, the mixture's
+    /// unnormalised log-weights `[K]`, means `[K, D]` and log standard deviations `[K, D]` (any
+    /// float kind on any device: the model computes in f32 on `w`'s device), and a proposal.
+    pub fn new(
+        w: &Tensor,
+        b: &Tensor,
+        sigma: f64,
+        log_weights: &Tensor,
+        means: &Tensor,
+        log_sigmas: &Tensor,
+        proposal: Proposal,
+    ) -> Self {
+        let device = w.device();
+        let cpu = |t: &Tensor| t.to_kind(Kind::Double).to_device(Device::Cpu);
+        let (w64, b64) = (cpu(w), cpu(b));
+        let log_weights64 = cpu(log_weights).log_softmax(0, Kind::Double);
+        let (means64, log_sigmas64) = (cpu(means), cpu(log_sigmas));
+        // Moment matching: m̄ = Σ π μ, Σ̄ = Σ π (diag σ² + μ μᵀ) − m̄ m̄ᵀ.
+        let pi = log_weights64.exp(); // [K]
+        let m_bar = pi.matmul(&means64); // [D]
+        let second = (means64.unsqueeze(2) * means64.unsqueeze(1)
+            + (&log_sigmas64 * 2.0).exp().diag_embed(0, 1, 2))
+            * pi.view([-1, 1, 1]);
+        let cov_bar = second.sum_dim_intlist(0, false, Kind::Double)
+            - m_bar.unsqueeze(1) * m_bar.unsqueeze(0);
+        let prec_bar = ((&cov_bar + cov_bar.tr()) * 0.5).inverse();
+        let s2 = sigma * sigma;
+        let post_cov = (&prec_bar + w64.tr().matmul(&w64) / s2).inverse();
+        let post_cov = (&post_cov + post_cov.tr()) * 0.5;
+        let gain = post_cov.matmul(&w64.tr()) / s2;
+        let offset = post_cov.matmul(&prec_bar).matmul(&m_bar);
+        let flow64 = post_cov.linalg_cholesky(false) * proposal.scale;
+        let flow_log_det = flow64
+            .diagonal(0, 0, 1)
+            .log()
+            .sum(Kind::Double)
+            .double_value(&[]);
+        let diag_log_sigma = (post_cov.diagonal(0, 0, 1).sqrt() * proposal.scale).log();
+        let on = |t: &Tensor| t.to_kind(Kind::Float).to_device(device);
+        MogLinearGaussian {
+            w: on(&w64),
+            b: on(&b64),
+            sigma,
+            log_weights: on(&log_weights64),
+            means: on(&means64),
+            log_sigmas: on(&log_sigmas64),
+            proposal,
+            flow_matrix: on(&flow64),
+            flow_log_det,
+            diag_log_sigma: on(&diag_log_sigma),
+            w64,
+            b64,
+            log_weights64,
+            means64,
+            log_sigmas64,
+            post_cov,
+            gain,
+            offset,
+        }
+    }
+
+    /// A model with `W` entries `N(0, w_scale²)`, `b` entries `N(0, 1)`, and `k` components with
+    /// means `N(0, spread²)`, standard deviations uniform in `[0.5, 1]` and log-weights
+    /// `N(0, 1)` before normalisation, drawn from tch's generator seeded with `seed`, on the CPU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn random(
+        p: i64,
+        d: i64,
+        k: i64,
+        w_scale: f64,
+        spread: f64,
+        sigma: f64,
+        seed: i64,
+        proposal: Proposal,
+    ) -> Self {
+        let (w, b, lw, mu, ls) = {
+            let _rng = crate::rng_guard();
+            tch::manual_seed(seed);
+            let opts = (Kind::Double, Device::Cpu);
+            (
+                Tensor::randn([p, d], opts) * w_scale,
+                Tensor::randn([p], opts),
+                Tensor::randn([k], opts),
+                Tensor::randn([k, d], opts) * spread,
+                (Tensor::rand([k, d], opts) * 0.5 + 0.5).log(),
+            )
+        };
+        Self::new(&w, &b, sigma, &lw, &mu, &ls, proposal)
+    }
+
+    /// The mixture's normalised log-weights `[K]`, means `[K, D]` and log standard deviations
+    /// `[K, D]`, f64, CPU.
+    pub fn prior_parameters(&self) -> (Tensor, Tensor, Tensor) {
+        (
+            self.log_weights64.shallow_clone(),
+            self.means64.shallow_clone(),
+            self.log_sigmas64.shallow_clone(),
+        )
+    }
+
+    /// The moment-matched model's posterior mean (the proposal's centre before `mean_shift`),
+    /// `[B, D]`, f64, CPU.
+    pub fn posterior_mean(&self, x: &Tensor) -> Tensor {
+        let r = x.to_kind(Kind::Double).to_device(Device::Cpu) - &self.b64;
+        r.matmul(&self.gain.tr()) + &self.offset
+    }
+
+    /// The moment-matched model's posterior covariance `S`, `[D, D]`, f64, CPU.
+    pub fn posterior_covariance(&self) -> Tensor {
+        self.post_cov.shallow_clone()
+    }
+
+    /// Exact `log p(x)` for `x` `[B, P]`, nats: the mixture of the `K` Gaussian marginals.
+    pub fn log_px(&self, x: &Tensor) -> Vec<f64> {
+        let p = self.w64.size()[0];
+        let x64 = x.to_kind(Kind::Double).to_device(Device::Cpu);
+        let per: Vec<Tensor> = (0..self.means64.size()[0])
+            .map(|k| {
+                let var = (self.log_sigmas64.get(k) * 2.0).exp(); // [D]
+                let cov = (&self.w64 * var.unsqueeze(0)).matmul(&self.w64.tr())
+                    + Tensor::eye(p, (Kind::Double, Device::Cpu)) * (self.sigma * self.sigma);
+                let chol = cov.linalg_cholesky(false);
+                let mean = self.w64.matmul(&self.means64.get(k)) + &self.b64; // [P]
+                let r = &x64 - mean; // [B, P]
+                                     // Solve L u = rᵀ: the Mahalanobis term is |u|².
+                let u = Tensor::linalg_solve_triangular(&chol, &r.tr(), false, true, false);
+                let maha = u.square().sum_dim_intlist(0, false, Kind::Double);
+                let log_det = chol.diagonal(0, 0, 1).log().sum(Kind::Double) * 2.0;
+                (maha + log_det + LN_2PI * p as f64) * -0.5 + self.log_weights64.get(k)
+            })
+            .collect();
+        let lp = Tensor::stack(&per, 0).logsumexp([0], false);
+        Vec::<f64>::try_from(&lp).expect("a [B] f64 tensor")
+    }
+
+    /// `log p(x)` for `x` `[B, P]` by the midpoint rule on `points^D` nodes over
+    /// `[−half_width, half_width]^D`, in f64, nats: an independent check of
+    /// [`log_px`](Self::log_px).
+    ///
+    /// Errors with [`Error::Unsupported`] for more than 2 latent dimensions.
+    pub fn log_px_quadrature(&self, x: &Tensor, half_width: f64, points: i64) -> Result<Vec<f64>> {
+        let d = self.w64.size()[1];
+        if d > 2 {
+            return Err(Error::Unsupported(format!(
+                "quadrature over {d} latent dimensions (at most 2)"
+            )));
+        }
+        let h = 2.0 * half_width / points as f64;
+        let opts = (Kind::Double, Device::Cpu);
+        let axis = Tensor::arange(points, opts) * h + (h / 2.0 - half_width);
+        let grid = if d == 1 {
+            axis.unsqueeze(1)
+        } else {
+            let mesh = Tensor::meshgrid_indexing(&[&axis, &axis], "ij");
+            Tensor::stack(&[mesh[0].reshape([-1]), mesh[1].reshape([-1])], 1)
+        }; // [G, D]
+        let log_prior =
+            (diag_normal_log_density(&grid.unsqueeze(1), &self.means64, &self.log_sigmas64)
+                + &self.log_weights64)
+                .logsumexp([-1], false); // [G]
+        let x64 = x.to_kind(Kind::Double).to_device(Device::Cpu); // [B, P]
+        let mean = grid.matmul(&self.w64.tr()) + &self.b64; // [G, P]
+        let s2 = self.sigma * self.sigma;
+        let p = self.w64.size()[0] as f64;
+        // |x − mean|² = |x|² − 2 x·mean + |mean|², [B, G].
+        let sq = x64.square().sum_dim_intlist(1, true, Kind::Double) - x64.matmul(&mean.tr()) * 2.0
+            + mean.square().sum_dim_intlist(1, false, Kind::Double);
+        let log_lik = sq * (-0.5 / s2) - 0.5 * p * (LN_2PI + s2.ln());
+        let lp = (log_lik + log_prior).logsumexp([1], false) + d as f64 * h.ln();
+        Ok(Vec::<f64>::try_from(&lp)?)
+    }
+}
+
+impl JointDensity for MogLinearGaussian {
+    fn latent_dim(&self) -> i64 {
+        self.w.size()[1]
+    }
+
+    fn device(&self) -> Device {
+        self.w.device()
+    }
+
+    fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
+        let p = self.w.size()[0] as f64;
+        let s2 = self.sigma * self.sigma;
+        let r = x - z.matmul(&self.w.tr()) - &self.b;
+        let log_lik = r.square().sum_dim_intlist(-1, false, Kind::Float) * (-0.5 / s2)
+            - 0.5 * p * (LN_2PI + s2.ln());
+        self.log_prior(z) + log_lik
+    }
+
+    /// `logsumexp_k [log π_k + log N(z; μ_k, diag σ_k²)]`, `[..., D]` to `[...]`, nats.
+    fn log_prior(&self, z: &Tensor) -> Tensor {
+        (diag_normal_log_density(&z.unsqueeze(-2), &self.means, &self.log_sigmas)
+            + &self.log_weights)
+            .logsumexp([-1], false)
+    }
+
+    /// A component `k ~ Categorical(π)` per draw, then `μ_k + σ_k ε`, `ε ~ N(0, I)`.
+    fn sample_prior(&self, n: i64) -> Tensor {
+        let k = self.log_weights.exp().multinomial(n, true);
+        let mu = self.means.index_select(0, &k);
+        &mu + self.log_sigmas.index_select(0, &k).exp() * mu.randn_like()
+    }
+}
+
+impl AmortizedProposal for MogLinearGaussian {
+    type Posterior = LinearGaussianPosterior;
+
+    fn encode(&self, x: &Tensor) -> LinearGaussianPosterior {
+        let mean = self.posterior_mean(x) + self.proposal.mean_shift;
+        LinearGaussianPosterior {
+            mean: mean.to_kind(Kind::Float).to_device(self.device()),
+        }
+    }
+
+    fn base(&self, posterior: &LinearGaussianPosterior) -> (Tensor, Tensor) {
+        let mean = &posterior.mean;
+        if self.proposal.full_covariance {
+            (mean.zeros_like(), mean.zeros_like())
+        } else {
+            (mean.shallow_clone(), self.diag_log_sigma.expand_as(mean))
+        }
+    }
+
+    fn flow(&self, posterior: &LinearGaussianPosterior, z0: &Tensor) -> (Tensor, Tensor) {
+        let size = z0.size();
+        let rows = &size[..size.len() - 1];
+        if self.proposal.full_covariance {
+            let z = z0.matmul(&self.flow_matrix.tr()) + &posterior.mean;
+            let log_det = Tensor::full(rows, self.flow_log_det, (z0.kind(), z0.device()));
+            (z, log_det)
+        } else {
+            (
+                z0.shallow_clone(),
+                Tensor::zeros(rows, (z0.kind(), z0.device())),
+            )
+        }
+    }
+}
+
+impl DataSimulator for MogLinearGaussian {
+    fn sample_data(&self, z: &Tensor) -> Tensor {
+        let mean = z.matmul(&self.w.tr()) + &self.b;
+        &mean + mean.randn_like() * self.sigma
     }
 }
