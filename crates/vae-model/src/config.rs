@@ -6,6 +6,7 @@ use vae_flows::FlowConfig;
 use vae_nets::{DecoderConfig, EncoderConfig};
 
 use crate::error::{Error, Result};
+pub use crate::prior::{PriorConfig, PriorKind};
 
 /// How `log p(x | z)` is computed from the decoder's logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,11 @@ pub struct ModelConfig {
     pub batch_norm: BatchNorm,
     /// Bernoulli likelihood form.
     pub likelihood: Likelihood,
+    /// The prior `p(z)`: `{"kind": "standard_normal"}` by default, as in the original. Absent
+    /// from configs and checkpoints written before priors existed, which therefore load with it,
+    /// and left out when writing the default, so that such configs read as before (PRIORS §1.1).
+    #[serde(skip_serializing_if = "PriorConfig::is_default")]
+    pub prior: PriorConfig,
 }
 
 impl Default for ModelConfig {
@@ -85,6 +91,7 @@ impl Default for ModelConfig {
             flow: Some(FlowConfig::default()),
             batch_norm: BatchNorm::default(),
             likelihood: Likelihood::Logits,
+            prior: PriorConfig::default(),
         }
     }
 }
@@ -283,6 +290,7 @@ impl ExperimentConfig {
                 "a finite number",
             ));
         }
+        self.model.prior.validate(self.model.latent)?;
         if self.data.train_binarization == Binarization::Fixed {
             return Err(Error::bad(
                 "data.train_binarization",

@@ -2,14 +2,20 @@
 //!
 //! Every method runs the networks in inference mode (BN with running statistics), so one
 //! example's numbers do not depend on the rest of its chunk.
+//!
+//! The prior is the VAE's configured one (PRIORS §6.2): `log_joint`, `log_prior`, its gradient
+//! and `sample_prior` all use it, so importance sampling, AIS (whose chains start from
+//! `sample_prior` and follow `∇ log p(z)`) and BDMC (whose simulated data start there too)
+//! estimate the likelihood of the model that was trained.
 
 use tch::{Device, Kind, Tensor};
 use vae_eval::model::{
-    standard_normal_log_density, AmortizedProposal, DataSimulator, JointDensity,
+    standard_normal_log_density, value_and_grad, AmortizedProposal, DataSimulator, JointDensity,
 };
 use vae_flows::FrozenFlow;
 use vae_nets::FrozenDecoder;
 
+use crate::prior::{LatentPrior, PriorDensity};
 use crate::vae::Vae;
 
 /// What [`AmortizedProposal::encode`] keeps per batch: `mu`, `log_sigma` `[B, D]` and the flow context
@@ -37,24 +43,37 @@ fn tile(t: &Tensor, s: i64) -> Tensor {
 ///
 /// The decoder and the flow are frozen when the model is made ([`Vae::freeze_decoder`],
 /// [`Vae::freeze_flow`]: copies with their batch norms folded into the layers before them,
-/// for the MLP decoder and the IAF flow): make a new one after training the VAE further.
+/// for the MLP decoder and the IAF flow): make a new one after training the VAE further. So is
+/// the prior's density: a mixture's components (the VampPrior's pseudo-inputs through the
+/// encoder, once) are computed when the model is made, without gradient.
 #[derive(Debug)]
 pub struct VaeLatentModel<'a> {
     vae: &'a Vae,
     decoder: Box<dyn FrozenDecoder + 'a>,
     flow: Option<FrozenFlow<'a>>,
+    prior: PriorDensity<'a>,
     device: Device,
 }
 
 impl<'a> VaeLatentModel<'a> {
     /// Wraps `vae`, whose variables live on `device`.
     pub fn new(vae: &'a Vae, device: Device) -> Self {
+        let prior = tch::no_grad(|| match vae.prior_density() {
+            PriorDensity::Mixture(m) => PriorDensity::Mixture(m.detach()),
+            other => other,
+        });
         VaeLatentModel {
             vae,
             decoder: vae.freeze_decoder(),
             flow: vae.freeze_flow(),
+            prior,
             device,
         }
+    }
+
+    /// The prior the estimators see.
+    pub fn prior(&self) -> &PriorDensity<'a> {
+        &self.prior
     }
 }
 
@@ -64,7 +83,7 @@ impl JointDensity for VaeLatentModel<'_> {
     }
 
     fn activation_bytes_per_row(&self) -> Option<u64> {
-        Some(crate::cost::is_bytes_per_row(self.vae.config()))
+        Some(crate::cost::is_bytes_per_row(self.vae.config()) + self.prior.bytes_per_row())
     }
 
     fn device(&self) -> Device {
@@ -79,18 +98,44 @@ impl JointDensity for VaeLatentModel<'_> {
         let (s, b) = (z.size()[0], z.size()[1]);
         let logits = self.decoder.forward(&flat(z));
         let rec = self.vae.reconstruction_loss(&logits, &tile(x, s));
-        (standard_normal_log_density(z) - rec.view([s, b])).to_kind(z.kind())
+        (self.log_prior(z) - rec.view([s, b])).to_kind(z.kind())
     }
 
-    /// The standard normal prior's density and its gradient `−z` in closed form: AIS needs it
-    /// at every leapfrog step, where autograd's dozen small kernels cost more than the decoder
-    /// of a small model on a GPU.
+    /// `log p(z)` of the configured prior, `[..., D]` to `[...]`, nats.
+    fn log_prior(&self, z: &Tensor) -> Tensor {
+        if self.prior.is_standard_normal() {
+            standard_normal_log_density(z)
+        } else {
+            self.prior.log_prob(z)
+        }
+    }
+
+    /// For the standard normal prior, the density and its gradient `−z` in closed form: AIS
+    /// needs it at every leapfrog step, where autograd's dozen small kernels cost more than the
+    /// decoder of a small model on a GPU. Any other prior by autograd through its `log_prob`.
     fn log_prior_and_grad(&self, z: &Tensor) -> (Tensor, Tensor) {
-        (standard_normal_log_density(z), -z)
+        if self.prior.is_standard_normal() {
+            (standard_normal_log_density(z), -z)
+        } else {
+            value_and_grad(z, |z| self.prior.log_prob(z))
+        }
     }
 
     fn grad_log_prior(&self, z: &Tensor) -> Tensor {
-        -z
+        if self.prior.is_standard_normal() {
+            -z
+        } else {
+            self.log_prior_and_grad(z).1
+        }
+    }
+
+    /// `n` draws of the configured prior's sampler, `[n, D]`, on the model's device.
+    fn sample_prior(&self, n: i64) -> Tensor {
+        if self.prior.is_standard_normal() {
+            Tensor::randn([n, self.vae.latent()], (self.kind(), self.device))
+        } else {
+            self.prior.sample(n).to_device(self.device)
+        }
     }
 }
 

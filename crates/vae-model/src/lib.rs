@@ -11,6 +11,7 @@ pub mod data_init;
 pub mod error;
 pub mod latent_model;
 pub mod memory;
+pub mod prior;
 pub mod schedule;
 pub mod splits;
 pub mod trainer;
@@ -23,6 +24,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use latent_model::{VaeLatentModel, VaePosterior};
+pub use prior::{LatentPrior, Prior, PriorConfig, PriorDensity, PriorKind};
 pub use splits::{evaluation_split, training_split};
 pub use trainer::{EpochOutcome, EpochReport, EvalReport, StepReport, TrainState, Trainer};
 pub use vae::{ElboTerms, Vae};

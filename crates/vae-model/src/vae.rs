@@ -1,20 +1,23 @@
 //! The flow-VAE: encoder, Gaussian base with the log-std offset, context predictor, IAF stack,
-//! standard normal prior and Bernoulli decoder (ORIGINAL §2).
+//! prior (standard normal as in ORIGINAL §2, or another of PRIORS §1) and Bernoulli decoder.
 
 use tch::{nn, Kind, Reduction, Tensor};
+use vae_eval::model::LN_2PI;
 use vae_flows::{ContextPredictor, Flow, FrozenFlow};
 use vae_nets::{Decoder, Encoder, FrozenDecoder};
 
 use crate::config::{Likelihood, ModelConfig};
 use crate::error::Result;
+use crate::prior::{LatentPrior, Prior, PriorDensity};
 
-/// A flow-VAE built under one `nn::Path` (`enc`, `ctx`, `flow`, `dec` below it).
+/// A flow-VAE built under one `nn::Path` (`enc`, `ctx`, `flow`, `dec` and `prior` below it).
 #[derive(Debug)]
 pub struct Vae {
     pub(crate) encoder: Box<dyn Encoder>,
     pub(crate) context: Option<ContextPredictor>,
     pub(crate) flow: Option<Flow>,
     pub(crate) decoder: Box<dyn Decoder>,
+    prior: Prior,
     cfg: ModelConfig,
     /// The variables, when this VAE owns them ([`Vae::load`]); `None` when it was built under
     /// a caller's `nn::Path`, whose `VarStore` the caller keeps.
@@ -63,11 +66,14 @@ impl Vae {
             )?),
             None => None,
         };
+        // Last, so that the other parts draw the same initial values whatever the prior.
+        let prior = Prior::new(&(p / "prior"), cfg.latent, &cfg.prior)?;
         Ok(Vae {
             encoder,
             context,
             flow,
             decoder,
+            prior,
             cfg: cfg.clone(),
             store: None,
         })
@@ -119,6 +125,25 @@ impl Vae {
                 z0.zeros_like().sum_dim_intlist(-1, false, z0.kind()),
             ),
         }
+    }
+
+    /// The prior's parameters (PRIORS §1).
+    pub fn prior(&self) -> &Prior {
+        &self.prior
+    }
+
+    /// The prior's density with the current parameters ([`Prior::density`]). The VampPrior runs
+    /// its pseudo-inputs through the encoder in evaluation mode, also while training (PRIORS
+    /// §4.2): batch norm then uses its running statistics, so the prior neither mixes the
+    /// pseudo-inputs' batch statistics into the data's nor depends on the batch, and it is the
+    /// same density in training and in evaluation. Gradients reach the pseudo-inputs and the
+    /// encoder's weights when they are on.
+    pub fn prior_density(&self) -> PriorDensity<'_> {
+        let encoder = |u: &Tensor| {
+            let out = self.encoder.forward_t(u, false);
+            (out.mu, out.log_sigma)
+        };
+        self.prior.density(&encoder)
     }
 
     /// Decoder logits `[B, 1, 28, 28]` for codes `z` `[B, D]`.
@@ -174,10 +199,19 @@ impl Vae {
         let (zt, log_det) = self.flow(&z0, ctx.as_ref(), train);
         let logits = self.decode(&zt, train);
         let rec = self.reconstruction_loss(&logits, x);
-        // log N(v; mu, log_sigma) without the −½ log 2π terms, which cancel between q and p:
-        // log q0(z0) = Σ −log_sigma − eps²/2, log p(zT) = Σ −zT²/2.
+        // log q0(z0) = Σ −log_sigma − eps²/2 − ½ log 2π. For the standard normal prior the
+        // −½ log 2π terms cancel against log p(zT) = Σ −zT²/2 − ½ log 2π and are left out of both,
+        // as the original does; any other prior's log-density carries its own constants, so q0
+        // gets all of its own (PRIORS §6.1).
         let log_q0 = (-&log_sigma - eps.square() * 0.5).sum_dim_intlist(-1, false, Kind::Float);
-        let log_p = (zt.square() * -0.5).sum_dim_intlist(-1, false, Kind::Float);
+        let prior = self.prior_density();
+        let (log_q0, log_p) = if prior.is_standard_normal() {
+            let log_p = (zt.square() * -0.5).sum_dim_intlist(-1, false, Kind::Float);
+            (log_q0, log_p)
+        } else {
+            let d = self.cfg.latent as f64;
+            (log_q0 - 0.5 * LN_2PI * d, prior.log_prob(&zt))
+        };
         ElboTerms {
             rec,
             kl: log_q0 - log_det - log_p,
@@ -194,11 +228,17 @@ impl Vae {
         })
     }
 
-    /// Bernoulli means of `n` prior samples `z ~ N(0, I)` `[n, 1, 28, 28]`, decoded by the trained
-    /// decoder in eval mode (fixes D7).
+    /// Bernoulli means of `n` prior samples `z ~ p(z)` `[n, 1, 28, 28]` (the configured prior's
+    /// sampler, [`LatentPrior::sample`]), decoded by the trained decoder in eval mode (fixes D7).
+    /// `device` is where the VAE's variables live.
     pub fn sample_means(&self, n: i64, device: tch::Device) -> Tensor {
         tch::no_grad(|| {
-            let z = Tensor::randn([n, self.cfg.latent], (Kind::Float, device));
+            let prior = self.prior_density();
+            let z = if prior.is_standard_normal() {
+                Tensor::randn([n, self.cfg.latent], (Kind::Float, device))
+            } else {
+                prior.sample(n).to_device(device)
+            };
             self.decode(&z, false).sigmoid()
         })
     }
