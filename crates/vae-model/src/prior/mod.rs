@@ -147,7 +147,6 @@ impl PriorConfig {
     /// (`model.prior.components`, …), its value and what would be valid.
     pub fn validate(&self, latent: i64) -> Result<()> {
         let d = latent.max(1) as u64;
-        let count = |k: usize| -> u64 { k as u64 };
         match self.kind {
             PriorKind::StandardNormal => Ok(()),
             PriorKind::Mog => {
@@ -160,7 +159,7 @@ impl PriorConfig {
                     ));
                 }
                 // Means, log-std and a logit per component.
-                if count(k) * (2 * d + 1) > MAX_PRIOR_PARAMETERS {
+                if k as u64 * (2 * d + 1) > MAX_PRIOR_PARAMETERS {
                     return Err(Error::bad(
                         "model.prior.components",
                         k,
@@ -300,9 +299,7 @@ impl Prior {
                 Prior::StandardNormal(StandardNormal::new(latent, p.kind(), p.device()))
             }
             PriorKind::Mog => Prior::Mog(MogPrior::new(p, latent, cfg.components as i64)?),
-            PriorKind::VampPrior => {
-                Prior::VampPrior(VampPrior::new(p, latent, cfg.pseudo_inputs as i64)?)
-            }
+            PriorKind::VampPrior => Prior::VampPrior(VampPrior::new(p, cfg.pseudo_inputs as i64)?),
             PriorKind::Flow => Prior::Flow(FlowPrior::new(
                 p,
                 latent,

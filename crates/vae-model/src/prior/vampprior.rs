@@ -27,10 +27,9 @@ pub struct VampPrior {
 }
 
 impl VampPrior {
-    /// `pseudo_inputs` pseudo-inputs for a `latent`-dimensional encoder, under `p`; drawn from
-    /// tch's global generator. (`latent` is not stored: the encoder decides it.)
-    pub fn new(p: &nn::Path, latent: i64, pseudo_inputs: i64) -> Result<VampPrior> {
-        let _ = latent;
+    /// `pseudo_inputs` pseudo-inputs under `p`, drawn from tch's global generator. (The latent
+    /// size is the encoder's.)
+    pub fn new(p: &nn::Path, pseudo_inputs: i64) -> Result<VampPrior> {
         let mut shape = vec![pseudo_inputs];
         shape.extend(PSEUDO_INPUT_SHAPE);
         let raw = p.f_var(
