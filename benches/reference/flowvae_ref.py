@@ -369,12 +369,20 @@ class MlpDecoder(nn.Module):
         return self.logits(torch.cat([h, z], 1)).view(-1, 1, 28, 28)
 
 
+def mlp_batch_norm_only(cfg):
+    """The reference builds the MLP networks with batch norm only (docs/NORMALIZATION.md §1)."""
+    norm = cfg.get("normalization", "batch_norm")
+    if norm != "batch_norm":
+        raise NotImplementedError(f"the reference has no MLP with normalization {norm!r}")
+
+
 def build_encoder(cfg, latent, bn):
     kind = cfg["type"]
     if kind == "resnet":
         return ResNetEncoder(latent, bn)
     if kind == "gated_conv":
         return GatedEncoder(latent, bn)
+    mlp_batch_norm_only(cfg)
     return MlpEncoder(cfg["hidden"], latent, bn)
 
 
@@ -384,6 +392,7 @@ def build_decoder(cfg, latent, bn):
         return ResNetDecoder(latent, bn)
     if kind == "gated_conv":
         return GatedDecoder(latent, bn)
+    mlp_batch_norm_only(cfg)
     return MlpDecoder(cfg["hidden"], latent, bn)
 
 
@@ -428,12 +437,23 @@ class MaskedLinear(nn.Module):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+def cmade_normalization(flow):
+    """The cMADE's normalization (docs/NORMALIZATION.md §1): `normalization`, written when it is
+    not batch_norm, else the boolean `batch_norm` of older checkpoints (true unless given)."""
+    if "normalization" in flow:
+        return flow["normalization"]
+    return "batch_norm" if flow.get("batch_norm", True) else "none"
+
+
 class Cmade(nn.Module):
     def __init__(self, latent, flow, natural, bn):
         super().__init__()
         units = [latent] + list(flow["hidden"]) + [latent]
         masks = made_masks(units, natural)
-        use_bn = flow["batch_norm"]
+        norm = cmade_normalization(flow)
+        if norm == "weight_norm":
+            raise NotImplementedError("the reference has no weight-normalized cMADE")
+        use_bn = norm == "batch_norm"
         bias = None if use_bn else 0.0
         self.n = len(masks) - 1
         for l, m in enumerate(masks[:-1]):

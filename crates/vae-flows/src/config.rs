@@ -285,7 +285,7 @@ mod normalization_setting {
             field: "batch_norm",
             value: format!("{batch_norm} with `normalization` = {normalization}"),
             expected: "one of them: `batch_norm` is the deprecated alias of `normalization` \
-                       (true = batch_norm, false = none); remove `batch_norm`",
+                       (true = batch_norm, false = none); remove `batch_norm` (or set it to null)",
         }
     }
 

@@ -654,7 +654,7 @@ fn normalization_and_the_deprecated_batch_norm_in_json() {
             err.starts_with(&format!(
                 "invalid flow setting `batch_norm` = {value}: one of them: `batch_norm` is the \
                  deprecated alias of `normalization` (true = batch_norm, false = none); remove \
-                 `batch_norm`"
+                 `batch_norm` (or set it to null)"
             )),
             "{json}: {err}"
         );
