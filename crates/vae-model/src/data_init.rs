@@ -11,7 +11,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::vae::Vae;
 
-/// Domain tag of the seed of the initialisation's noise (see [`initialise_for_training`]).
+/// Domain tag of the seed of the initialisation's noise (see `initialise_for_training`).
 const TAG_DATA_INIT: u64 = 0xd1a7;
 
 /// Whether any network of `cfg` is weight-normalized (NORMALIZATION §1): the MLP encoder or
@@ -52,7 +52,7 @@ impl Vae {
     /// a weight-normalized layer ([`uses_weight_norm`](Self::uses_weight_norm) false) it returns
     /// at once, drawing nothing. Calling it again on the same batch and noise sets the same
     /// values. A library user calls it once, before the first step of a fresh model;
-    /// [`Trainer`](crate::Trainer) does ([`initialise_for_training`]).
+    /// [`Trainer`](crate::Trainer) does, seeded from `train.seed` (NORMALIZATION §6).
     ///
     /// Errors: [`Error::Nets`](crate::Error::Nets) or [`Error::Flows`](crate::Error::Flows) carrying the layer's error when the batch has
     /// one image or gives non-finite pre-activations. Panics when `x` is not
