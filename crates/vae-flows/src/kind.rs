@@ -13,7 +13,7 @@ use crate::config::FlowConfig;
 use crate::error::Error;
 
 /// Which flow refines the posterior (the original's `flow_type`, ORIGINAL §3.4; the kinds after
-/// [`Identity`](Self::Identity) are flowvae's, FLOWS §2–§8).
+/// [`Identity`](Self::Identity) are flowvae's, FLOWS §2–§6).
 ///
 /// "No flow" (`flow_params = None`) is not a kind: callers hold an `Option<FlowConfig>`.
 ///

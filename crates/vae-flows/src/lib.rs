@@ -1,7 +1,8 @@
-//! Inverse autoregressive flows (IAF) for flow-VAE posteriors, on tch: the original's cMADE masks,
-//! conditional MADEs with batch norm and context, gated and shift-only IAF steps, and the
-//! encoder-side context predictor (ORIGINAL §3.1, §3.4). This crate knows nothing about datasets,
-//! encoders or decoders.
+//! Posterior flows for flow-VAEs, on tch: the original's inverse autoregressive flow (cMADE
+//! masks, conditional MADEs with batch norm and context, gated and shift-only IAF steps, the
+//! encoder-side context predictor; ORIGINAL §3.1, §3.4), and flowvae's planar, radial,
+//! Householder, Sylvester and NAF layers amortized from the same context, one kind per stack or
+//! per layer (docs/FLOWS.md). This crate knows nothing about datasets, encoders or decoders.
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
