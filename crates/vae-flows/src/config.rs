@@ -130,9 +130,10 @@ impl FlowConfig {
                 expected: "0 (no context) or a positive width",
             });
         }
-        let kinds = self.checked_layer_kinds()?;
-        let identity_only = !kinds.is_empty() && kinds.iter().all(|k| *k == FlowKind::Identity);
-        if self.kind == FlowKind::Identity || identity_only {
+        self.check_kind_list()?;
+        let runs = self.kind_runs();
+        let identity_only = runs.iter().all(|(k, _)| **k == FlowKind::Identity);
+        if identity_only {
             return Ok(());
         }
         if self.layers == 0 {
@@ -142,8 +143,8 @@ impl FlowConfig {
                 expected: "at least one flow layer (use no flow, or `kind: identity`)",
             });
         }
-        self.validate_kind_settings(&kinds)?;
-        if !kinds.iter().any(FlowKind::uses_made) {
+        self.validate_kind_settings()?;
+        if !runs.iter().any(|(k, _)| k.uses_made()) {
             return Ok(());
         }
         if self.hidden.is_empty() {
@@ -184,7 +185,8 @@ impl FlowConfig {
     /// Whether the flow's layers consume a context vector: `context_size > 0` and some layer is
     /// not an identity layer (every other kind takes the context, FLOWS §1.3).
     pub fn uses_context(&self) -> bool {
-        self.context_size > 0 && self.layer_kinds().iter().any(|k| *k != FlowKind::Identity)
+        self.context_size > 0
+            && (self.kind_runs().iter()).any(|(k, n)| **k != FlowKind::Identity && *n > 0)
     }
 
     /// Trainable parameters of one layer for latent size `latent`: for the IAF, counted from
@@ -196,8 +198,9 @@ impl FlowConfig {
     ///
     /// The default config with `D = 64` gives 4 062 976.
     pub fn parameters_per_layer(&self, latent: i64) -> i64 {
-        (self.layer_kinds().iter())
-            .map(|k| self.layer_parameters(k, latent))
+        (self.kind_runs().into_iter())
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, _)| self.layer_parameters(k, latent))
             .max()
             .unwrap_or(0)
     }
@@ -238,8 +241,8 @@ impl FlowConfig {
     /// [`layer_parameters`]: Self::layer_parameters
     /// [`parameters_per_layer`]: Self::parameters_per_layer
     pub fn parameter_count(&self, latent: i64) -> i64 {
-        (self.layer_kinds().iter())
-            .map(|k| self.layer_parameters(k, latent))
+        (self.kind_runs().into_iter())
+            .map(|(k, n)| self.layer_parameters(k, latent) * n as i64)
             .sum()
     }
 }

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::FlowConfig;
 use crate::error::Error;
 
+/// The largest value of a kind's count setting (`householder_reflections`, `sylvester_vectors`,
+/// `sylvester_reflections`, `orthogonal_iterations`, `naf_units`) that
+/// [`FlowConfig::validate`] accepts (FLOWS §1.4).
+pub const MAX_KIND_SETTING: usize = 4096;
+
 /// Which flow refines the posterior (the original's `flow_type`, ORIGINAL §3.4; the kinds after
 /// [`Identity`](Self::Identity) are flowvae's, FLOWS §2–§6).
 ///
@@ -216,16 +221,26 @@ impl<'de> Deserialize<'de> for ListEntry {
 impl FlowConfig {
     /// The kind of every layer in forward order: `layers` copies of a single `kind`, or the
     /// `kind` list as given (which [`validate`](Self::validate) checks has `layers` entries).
+    /// Allocates one entry per layer; the config's own checks and counts use
+    /// [`kind_runs`](Self::kind_runs) and never do.
     pub fn layer_kinds(&self) -> Vec<FlowKind> {
+        self.kind_runs()
+            .into_iter()
+            .flat_map(|(k, n)| std::iter::repeat_n(k.clone(), n))
+            .collect()
+    }
+
+    /// The layers as runs `(kind, number of layers)` in forward order: one run of `layers` for
+    /// a single kind, one run of 1 per entry of a list. Its size does not grow with `layers`.
+    pub(crate) fn kind_runs(&self) -> Vec<(&FlowKind, usize)> {
         match &self.kind {
-            FlowKind::PerLayer(kinds) => kinds.clone(),
-            k => vec![k.clone(); self.layers],
+            FlowKind::PerLayer(kinds) => kinds.iter().map(|k| (k, 1)).collect(),
+            k => vec![(k, self.layers)],
         }
     }
 
-    /// [`layer_kinds`](Self::layer_kinds), checking a list: not empty, not nested, `layers`
-    /// entries.
-    pub(crate) fn checked_layer_kinds(&self) -> crate::Result<Vec<FlowKind>> {
+    /// Checks a `kind` list: not empty, not nested, `layers` entries.
+    pub(crate) fn check_kind_list(&self) -> crate::Result<()> {
         if let FlowKind::PerLayer(kinds) = &self.kind {
             if kinds.is_empty() {
                 return Err(Error::InvalidConfig {
@@ -248,18 +263,20 @@ impl FlowConfig {
                 });
             }
         }
-        Ok(self.layer_kinds())
+        Ok(())
     }
 
-    /// Checks the kind-specific settings of the kinds in `kinds` (FLOWS §1.4); settings no
-    /// layer uses are not checked.
-    pub(crate) fn validate_kind_settings(&self, kinds: &[FlowKind]) -> crate::Result<()> {
-        let uses = |k: FlowKind| kinds.contains(&k);
+    /// Checks the kind-specific settings of the kinds some layer has (FLOWS §1.4); settings no
+    /// layer uses are not checked. Counts are capped at [`MAX_KIND_SETTING`] so that no size
+    /// computed from them overflows.
+    pub(crate) fn validate_kind_settings(&self) -> crate::Result<()> {
+        let runs = self.kind_runs();
+        let uses = |k: FlowKind| runs.iter().any(|(kind, n)| **kind == k && *n > 0);
         let at_least_one = |field: &'static str, value: usize, expected: &'static str| {
-            if value == 0 {
+            if value == 0 || value > MAX_KIND_SETTING {
                 Err(Error::InvalidConfig {
                     field,
-                    value: "0".into(),
+                    value: value.to_string(),
                     expected,
                 })
             } else {
@@ -270,7 +287,7 @@ impl FlowConfig {
             at_least_one(
                 "householder_reflections",
                 self.householder_reflections,
-                "at least one reflection per householder layer",
+                "1 to 4096 reflections per householder layer",
             )?;
         }
         if uses(FlowKind::SylvesterOrthogonal) || uses(FlowKind::SylvesterHouseholder) {
@@ -278,7 +295,7 @@ impl FlowConfig {
                 at_least_one(
                     "sylvester_vectors",
                     m,
-                    "null (M = latent size) or 1 to the latent size",
+                    "null (M = latent size) or 1 to the latent size (at most 4096 here)",
                 )?;
             }
         }
@@ -286,21 +303,21 @@ impl FlowConfig {
             at_least_one(
                 "orthogonal_iterations",
                 self.orthogonal_iterations,
-                "at least one orthogonalization update",
+                "1 to 4096 orthogonalization updates",
             )?;
         }
         if uses(FlowKind::SylvesterHouseholder) {
             at_least_one(
                 "sylvester_reflections",
                 self.sylvester_reflections,
-                "at least one reflection to build Q",
+                "1 to 4096 reflections to build Q",
             )?;
         }
         if uses(FlowKind::Naf) {
             at_least_one(
                 "naf_units",
                 self.naf_units,
-                "at least one sigmoid unit per latent",
+                "1 to 4096 sigmoid units per latent",
             )?;
         }
         Ok(())

@@ -233,7 +233,9 @@ impl FlowConfig {
                 FlowKind::PerLayer(_) => 0.0,
             }
         };
-        self.layer_kinds().iter().map(per_layer).sum()
+        (self.kind_runs().into_iter())
+            .map(|(k, n)| per_layer(k) * n as f64)
+            .sum()
     }
 
     /// The widest per-example activation of the flow's layers, in values (FLOWS §7): MADE
@@ -279,6 +281,79 @@ impl FlowConfig {
                 }
             }
         };
-        self.layer_kinds().iter().map(per_layer).max().unwrap_or(0)
+        (self.kind_runs().into_iter())
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, _)| per_layer(k))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Number of IAF layers.
+    pub fn iaf_layers(&self) -> usize {
+        (self.kind_runs().into_iter())
+            .filter(|(k, _)| **k == FlowKind::Iaf)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// For memory estimates, the layers that are not IAF steps (FLOWS §7): `(trainable
+    /// parameters, activation values one training example keeps for the backward pass)`, summed
+    /// over those layers, in f64 so that no setting overflows. Rough and on the high side:
+    /// every head's output, the transform's intermediate vectors, `Q` and the Gram matrix of 20
+    /// orthogonalization updates, NAF's hidden layers and eight `[D, K]` tensors. The IAF steps
+    /// are left to the caller's cMADE estimate ([`iaf_layers`](Self::iaf_layers) of them).
+    pub fn other_layers_memory(&self, latent: i64) -> (f64, f64) {
+        let d = latent as f64;
+        let c = self.context_size.max(0) as f64;
+        let heads = |values: f64| values * (c + 1.0);
+        let m_of = |kind: &FlowKind| match kind {
+            FlowKind::SylvesterTriangular => d,
+            _ => self.sylvester_vectors.map_or(d, |m| m as f64),
+        };
+        let per_layer = |kind: &FlowKind| -> (f64, f64) {
+            match kind {
+                FlowKind::Iaf | FlowKind::Identity | FlowKind::PerLayer(_) => (0.0, 0.0),
+                FlowKind::Planar => (heads(2.0 * d + 1.0), 2.0 * d + 1.0 + 3.0 * d),
+                FlowKind::Radial => (heads(d + 2.0), d + 2.0 + 3.0 * d),
+                FlowKind::Householder => {
+                    let p = self.householder_reflections as f64 * d;
+                    (heads(p), 3.0 * p)
+                }
+                FlowKind::SylvesterOrthogonal
+                | FlowKind::SylvesterHouseholder
+                | FlowKind::SylvesterTriangular => {
+                    let m = m_of(kind);
+                    let (q_inputs, q_values) = match kind {
+                        FlowKind::SylvesterOrthogonal => (
+                            d * m,
+                            (d * m + m * m) * ORTHOGONAL_ITERATIONS_ESTIMATE as f64,
+                        ),
+                        FlowKind::SylvesterHouseholder => {
+                            let k = self.sylvester_reflections as f64;
+                            (k * d, k * d * m)
+                        }
+                        _ => (0.0, 0.0),
+                    };
+                    let p = m * m + 2.0 * m + q_inputs;
+                    (heads(p), p + q_values + 3.0 * m * m + 4.0 * m + 2.0 * d)
+                }
+                FlowKind::Naf => {
+                    let out = 3.0 * self.naf_units as f64 * d;
+                    let mut widths = vec![d];
+                    widths.extend(self.hidden.iter().map(|&h| h as f64));
+                    widths.push(out);
+                    let mut params: f64 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+                    if self.context == ContextMode::Linear {
+                        params += c * widths[1];
+                    }
+                    let hidden: f64 = self.hidden.iter().map(|&h| h as f64).sum();
+                    (params, hidden + out + 8.0 * self.naf_units as f64 * d)
+                }
+            }
+        };
+        (self.kind_runs().into_iter()).fold((0.0, 0.0), |(p, a), (k, n)| {
+            let (lp, la) = per_layer(k);
+            (p + lp * n as f64, a + la * n as f64)
+        })
     }
 }

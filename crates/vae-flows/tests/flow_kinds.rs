@@ -452,6 +452,11 @@ fn parameter_count_formula_matches_built_flows() {
                         takes_context.then_some(cfg.context_size)
                     );
                     assert!(cfg.forward_macs(d) >= 0.0 && cfg.largest_activation(d) >= 0);
+                    // The memory estimate of the non-IAF layers counts the same parameters.
+                    let iaf = cfg.iaf_layers() as i64 * cfg.layer_parameters(&FlowKind::Iaf, d);
+                    let (other, acts) = cfg.other_layers_memory(d);
+                    assert_eq!(other, (cfg.parameter_count(d) - iaf) as f64, "{kind}");
+                    assert!(acts >= 0.0);
                 }
             }
         }
@@ -775,6 +780,26 @@ fn kind_settings_are_checked_when_used_and_ignored_otherwise() {
             .unwrap_or_else(|e| panic!("{other} with bad `{want}`: {e}"));
         }
     }
+    // Counts are capped, so no size computed from them overflows.
+    let err = FlowConfig {
+        naf_units: 5000,
+        ..base(FlowKind::Naf)
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("`naf_units` = 5000"), "{err}");
+    // Checks and counts do not grow with `layers`.
+    let many = FlowConfig {
+        layers: 1 << 40,
+        ..base(FlowKind::Planar)
+    };
+    many.validate().unwrap();
+    assert!(many.uses_context());
+    assert_eq!(
+        many.parameter_count(8),
+        (1 << 40) * many.parameters_per_layer(8)
+    );
+    assert!(many.forward_macs(8) > 1e12 && many.largest_activation(8) > 0);
     // NAF's MADE needs SNF-like context == hidden[0], like the IAF; planar does not.
     let snf = FlowConfig {
         context_size: 7,

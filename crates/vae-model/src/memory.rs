@@ -106,12 +106,15 @@ pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
                 .collect();
             let weights: f64 = units.windows(2).map(|w| w[0] * w[1] + 2.0 * w[1]).sum();
             let acts: f64 = f.hidden.iter().map(|&h| h as f64).sum::<f64>() + 3.0 * latent;
-            let layers = f.layers as f64;
+            // The cMADE estimate for the IAF steps; vae-flows' for the other kinds (FLOWS §7).
+            let layers = f.iaf_layers() as f64;
+            let (other_params, other_acts) = f.other_layers_memory(m.latent);
             (
                 layers * (weights + ctx * f.hidden.first().copied().unwrap_or(0) as f64)
                     + hidden * ctx
-                    + 2.0 * ctx,
-                layers * acts + ctx,
+                    + 2.0 * ctx
+                    + other_params,
+                layers * acts + ctx + other_acts,
             )
         }
         None => (0.0, 0.0),
@@ -141,5 +144,17 @@ mod tests {
         big_batch.train.batch_size = 1_000_000;
         assert!(train_bytes(&big_batch) > 100.0 * train_bytes(&base));
         assert!(train_bytes(&wide).is_finite());
+    }
+
+    #[test]
+    fn other_flow_kinds_are_counted() {
+        let base = ExperimentConfig::default();
+        let mut naf = base.clone();
+        let flow = naf.model.flow.as_mut().unwrap();
+        flow.kind = vae_flows::FlowKind::Naf;
+        flow.naf_units = 4096;
+        // 8 output layers of 1920 x 3·4096·64 weights alone: about 6e9 parameters.
+        assert!(train_bytes(&naf) > 9e10, "{}", train_bytes(&naf));
+        assert!(train_bytes(&naf).is_finite());
     }
 }
