@@ -13,6 +13,7 @@
 use vae_nets::{DecoderConfig, EncoderConfig};
 
 use crate::config::ExperimentConfig;
+use crate::prior::PriorKind;
 
 const PIXELS: f64 = 784.0;
 const FILTERS: f64 = 64.0;
@@ -119,8 +120,30 @@ pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
         }
         None => (0.0, 0.0),
     };
-    let params = enc_params + dec_params + flow_params;
-    let per_example = enc_acts + dec_acts + flow_acts;
+    // The prior (PRIORS §3–§5): a mixture's weights, means and scales; the VampPrior's
+    // pseudo-images and their encoder pass (activations of K images, every step, whatever the
+    // batch); the flow prior's MADEs.
+    let p = &m.prior;
+    let (prior_params, prior_fixed_acts, prior_acts) = match p.kind {
+        PriorKind::StandardNormal => (0.0, 0.0, 0.0),
+        PriorKind::Mog => ((2.0 * latent + 1.0) * p.components as f64, 0.0, 0.0),
+        PriorKind::VampPrior => (
+            PIXELS * p.pseudo_inputs as f64,
+            p.pseudo_inputs as f64 * enc_acts,
+            p.pseudo_inputs as f64 * latent,
+        ),
+        PriorKind::Flow => {
+            let units: Vec<f64> = std::iter::once(latent)
+                .chain(p.flow_hidden(m.latent).iter().map(|&h| h as f64))
+                .chain([latent, latent])
+                .collect();
+            let made: f64 = units.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+            let acts: f64 = units.iter().sum();
+            (p.layers as f64 * made, 0.0, p.layers as f64 * acts)
+        }
+    };
+    let params = enc_params + dec_params + flow_params + prior_params;
+    let per_example = enc_acts + dec_acts + flow_acts + prior_acts;
     // Evaluation batches keep nothing for a backward pass: two copies, not six.
     let train = cfg.train.batch_size as f64 * COPIES_PER_ACTIVATION;
     let eval = cfg.train.eval_batch_size as f64 * 2.0;
@@ -128,6 +151,7 @@ pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
         + DATA_BYTES
         + params * COPIES_PER_PARAMETER * F32
         + train.max(eval) * per_example * F32
+        + prior_fixed_acts * COPIES_PER_ACTIVATION * F32
 }
 
 #[cfg(test)]
@@ -144,6 +168,10 @@ mod tests {
         big_batch.train.batch_size = 1_000_000;
         assert!(train_bytes(&big_batch) > 100.0 * train_bytes(&base));
         assert!(train_bytes(&wide).is_finite());
+        let mut vamp = base.clone();
+        vamp.model.prior.kind = PriorKind::VampPrior;
+        vamp.model.prior.pseudo_inputs = 65536;
+        assert!(train_bytes(&vamp) > train_bytes(&base) + 1e9);
     }
 
     #[test]
