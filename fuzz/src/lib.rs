@@ -121,3 +121,74 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("creating a scratch folder");
     dir
 }
+
+/// A checkpoint of [`tiny_trainer`] taken apart: its tensors without `meta.json`, the part of
+/// `meta.json` that the integrity sum covers (`format`, `config`, `state`), and the file's raw
+/// bytes. What the `checkpoint_meta` and `checkpoint_header` targets rebuild checkpoints from.
+pub struct SeedCheckpoint {
+    /// `model.*` and `adam.*` tensors.
+    pub tensors: Vec<(String, tch::Tensor)>,
+    /// `meta.json` without `checksum` and `integrity`.
+    pub covered: serde_json::Value,
+    /// The safetensors file as written.
+    pub bytes: Vec<u8>,
+}
+
+/// [`SeedCheckpoint`] of a fresh [`tiny_trainer`] after one training step (so Adam's moments
+/// are not zero).
+pub fn seed_checkpoint() -> SeedCheckpoint {
+    let mut t = tiny_trainer();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let _ = t.run_epoch(&stop, Some(1), |_| {});
+    let path = scratch_file("seed.safetensors");
+    t.save_checkpoint(&path).expect("writing the seed checkpoint");
+    let bytes = std::fs::read(&path).expect("reading the seed checkpoint back");
+    let mut tensors = tch::Tensor::read_safetensors(&path).expect("a valid checkpoint");
+    let _ = std::fs::remove_file(&path);
+    let meta = tensors
+        .iter()
+        .position(|(k, _)| k == "meta.json")
+        .map(|i| tensors.remove(i).1)
+        .expect("a checkpoint has meta.json");
+    let meta = Vec::<u8>::try_from(&meta).expect("meta.json is u8");
+    let mut covered: serde_json::Value = serde_json::from_slice(&meta).expect("meta.json is JSON");
+    if let Some(m) = covered.as_object_mut() {
+        m.remove("checksum");
+        m.remove("integrity");
+    }
+    SeedCheckpoint {
+        tensors,
+        covered,
+        bytes,
+    }
+}
+
+/// What the checkpoint targets check of a checkpoint file at `path` beyond "no panic", with
+/// `trainer` as `vae train --resume` would use it: every error names the file; what
+/// `load_checkpoint` accepts, `checkpoint_config` accepts too; and a checkpoint that loads can
+/// be trained on (at most two steps, then validation) unless its state says the run is done.
+pub fn load_and_resume(trainer: &mut Trainer, path: &std::path::Path) {
+    let names_file = |msg: String| {
+        assert!(
+            msg.contains(&*path.to_string_lossy()),
+            "error without the file name: {msg}"
+        );
+    };
+    let config = Trainer::checkpoint_config(path);
+    if let Err(e) = &config {
+        names_file(e.to_string());
+    }
+    let loaded = trainer.load_checkpoint(path);
+    match loaded {
+        Err(e) => names_file(e.to_string()),
+        Ok(_) => {
+            assert!(config.is_ok(), "load_checkpoint accepted what checkpoint_config refused");
+            if trainer.is_done() {
+                return;
+            }
+            let max = trainer.state().global_step.saturating_add(2);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let _ = trainer.run_epoch(&stop, Some(max), |_| {});
+        }
+    }
+}

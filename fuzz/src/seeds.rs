@@ -35,8 +35,15 @@ pub fn write_all(corpus: &Path) -> std::io::Result<usize> {
     for (name, bytes) in sweep_seeds()? {
         put("sweep", &name, &bytes)?;
     }
-    for (name, bytes) in checkpoint_seeds()? {
-        put("checkpoint", &name, &bytes)?;
+    let checkpoints = checkpoint_seeds()?;
+    for (name, bytes) in &checkpoints {
+        put("checkpoint", name, bytes)?;
+        let (header, meta) = checkpoint_parts(bytes)?;
+        put("checkpoint_header", name, &header)?;
+        put("checkpoint_meta", name, &meta)?;
+    }
+    for (name, bytes) in sweep_seeds()? {
+        put("sweep_plan", &name, &bytes)?;
     }
     Ok(n)
 }
@@ -287,4 +294,27 @@ fn checkpoint_seeds() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     out.push(("other-architecture".into(), save(&t)?));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
+}
+
+/// A checkpoint's safetensors header (the `checkpoint_header` target's input) and the covered
+/// part of its `meta.json` (the `checkpoint_meta` target's input).
+fn checkpoint_parts(bytes: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let bad = |what: &str| std::io::Error::other(format!("seed checkpoint: {what}"));
+    let n = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| bad("short"))?) as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(|| bad("header"))?.to_vec();
+    let file = crate::scratch_file("parts.safetensors");
+    std::fs::write(&file, bytes)?;
+    let tensors = tch::Tensor::read_safetensors(&file).map_err(std::io::Error::other)?;
+    let _ = std::fs::remove_file(&file);
+    let meta = tensors
+        .iter()
+        .find(|(k, _)| k == "meta.json")
+        .ok_or_else(|| bad("no meta.json"))?;
+    let meta = Vec::<u8>::try_from(&meta.1).map_err(std::io::Error::other)?;
+    let mut covered: Value = serde_json::from_slice(&meta)?;
+    if let Some(m) = covered.as_object_mut() {
+        m.remove("checksum");
+        m.remove("integrity");
+    }
+    Ok((header, serde_json::to_vec(&covered)?))
 }
