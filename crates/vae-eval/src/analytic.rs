@@ -15,10 +15,14 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+
+mod gaussian_proposal;
+mod linear_likelihood;
 use crate::model::{
     diag_normal_log_density, standard_normal_log_density, AmortizedProposal, DataSimulator,
     JointDensity, LN_2PI,
 };
+use gaussian_proposal::GaussianProposal;
 
 /// The proposal of [`LinearGaussian`]: the exact posterior `N(m, Σ)`, distorted.
 ///
@@ -54,7 +58,8 @@ pub struct LinearGaussian {
     /// `[P]`.
     b: Tensor,
     sigma: f64,
-    proposal: Proposal,
+    /// The proposal around the exact posterior.
+    q: GaussianProposal,
     /// f64 copies on the CPU for the closed forms.
     w64: Tensor,
     b64: Tensor,
@@ -62,12 +67,6 @@ pub struct LinearGaussian {
     post_cov: Tensor,
     /// `Σ Wᵀ / σ²`, `[D, P]`, f64, CPU: the posterior mean is `gain (x − b)`.
     gain: Tensor,
-    /// The proposal's flow matrix `scale · chol(Σ)`, `[D, D]`, model kind and device.
-    flow_matrix: Tensor,
-    /// `log |det flow_matrix|`.
-    flow_log_det: f64,
-    /// The diagonal base's `log_sigma`, `[D]`, model kind and device.
-    diag_log_sigma: Tensor,
 }
 
 /// What [`LinearGaussian::encode`](AmortizedProposal::encode) computes: the proposal's mean, `[B, D]`.
@@ -89,22 +88,12 @@ impl LinearGaussian {
         let post_cov = precision.inverse();
         let post_cov = (&post_cov + post_cov.tr()) * 0.5;
         let gain = post_cov.matmul(&w64.tr()) / (sigma * sigma);
-        let flow64 = post_cov.linalg_cholesky(false) * proposal.scale;
-        let flow_log_det = flow64
-            .diagonal(0, 0, 1)
-            .log()
-            .sum(Kind::Double)
-            .double_value(&[]);
-        let diag_log_sigma = (post_cov.diagonal(0, 0, 1).sqrt() * proposal.scale).log();
         let on = |t: &Tensor| t.to_kind(Kind::Float).to_device(device);
         LinearGaussian {
             w: on(&w64),
             b: on(&b64),
             sigma,
-            proposal,
-            flow_matrix: on(&flow64),
-            flow_log_det,
-            diag_log_sigma: on(&diag_log_sigma),
+            q: GaussianProposal::new(&post_cov, proposal, device),
             w64,
             b64,
             post_cov,
@@ -133,7 +122,7 @@ impl LinearGaussian {
             &self.w64.to_device(device),
             &self.b64.to_device(device),
             self.sigma,
-            self.proposal,
+            self.q.settings(),
         )
     }
 
@@ -153,20 +142,14 @@ impl LinearGaussian {
         let p = self.w64.size()[0];
         let cov = self.w64.matmul(&self.w64.tr())
             + Tensor::eye(p, (Kind::Double, Device::Cpu)) * (self.sigma * self.sigma);
-        let chol = cov.linalg_cholesky(false);
-        let r = x.to_kind(Kind::Double).to_device(Device::Cpu) - &self.b64; // [B, P]
-                                                                            // Solve L u = rᵀ: the Mahalanobis term is |u|².
-        let u = Tensor::linalg_solve_triangular(&chol, &r.tr(), false, true, false);
-        let maha = u.square().sum_dim_intlist(0, false, Kind::Double);
-        let log_det = chol.diagonal(0, 0, 1).log().sum(Kind::Double) * 2.0;
-        let lp = (maha + log_det + LN_2PI * p as f64) * -0.5;
+        let lp = linear_likelihood::gaussian_log_density(x, &self.b64, &cov);
         Vec::<f64>::try_from(&lp).expect("a [B] f64 tensor")
     }
 
     /// Exact ELBO `E_q[log p(x, z) − log q(z | x)]` of the model's proposal, for `x` `[B, P]`, nats.
     pub fn elbo(&self, x: &Tensor) -> Vec<f64> {
         let (p, d) = (self.w64.size()[0], self.w64.size()[1]);
-        let pr = self.proposal;
+        let pr = self.q.settings();
         let m = self.posterior_mean(x) + pr.mean_shift; // [B, D]
         let cov = if pr.full_covariance {
             &self.post_cov * (pr.scale * pr.scale)
@@ -210,12 +193,8 @@ impl JointDensity for LinearGaussian {
     }
 
     fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
-        let p = self.w.size()[0] as f64;
-        let s2 = self.sigma * self.sigma;
-        let r = x - z.matmul(&self.w.tr()) - &self.b;
-        let log_lik = r.square().sum_dim_intlist(-1, false, Kind::Float) * (-0.5 / s2)
-            - 0.5 * p * (LN_2PI + s2.ln());
-        standard_normal_log_density(z) + log_lik
+        standard_normal_log_density(z)
+            + linear_likelihood::log_likelihood(&self.w, &self.b, self.sigma, x, z)
     }
 
     /// Closed form: `∇_z = −z + Wᵀ (x − W z − b) / σ²`.
@@ -229,41 +208,21 @@ impl AmortizedProposal for LinearGaussian {
     type Posterior = LinearGaussianPosterior;
 
     fn encode(&self, x: &Tensor) -> LinearGaussianPosterior {
-        let mean = self.posterior_mean(x) + self.proposal.mean_shift;
-        LinearGaussianPosterior {
-            mean: mean.to_kind(Kind::Float).to_device(self.device()),
-        }
+        self.q.encode(self.posterior_mean(x), self.device())
     }
 
     fn base(&self, posterior: &LinearGaussianPosterior) -> (Tensor, Tensor) {
-        let mean = &posterior.mean;
-        if self.proposal.full_covariance {
-            (mean.zeros_like(), mean.zeros_like())
-        } else {
-            (mean.shallow_clone(), self.diag_log_sigma.expand_as(mean))
-        }
+        self.q.base(posterior)
     }
 
     fn flow(&self, posterior: &LinearGaussianPosterior, z0: &Tensor) -> (Tensor, Tensor) {
-        let size = z0.size();
-        let rows = &size[..size.len() - 1];
-        if self.proposal.full_covariance {
-            let z = z0.matmul(&self.flow_matrix.tr()) + &posterior.mean;
-            let log_det = Tensor::full(rows, self.flow_log_det, (z0.kind(), z0.device()));
-            (z, log_det)
-        } else {
-            (
-                z0.shallow_clone(),
-                Tensor::zeros(rows, (z0.kind(), z0.device())),
-            )
-        }
+        self.q.flow(posterior, z0)
     }
 }
 
 impl DataSimulator for LinearGaussian {
     fn sample_data(&self, z: &Tensor) -> Tensor {
-        let mean = z.matmul(&self.w.tr()) + &self.b;
-        &mean + mean.randn_like() * self.sigma
+        linear_likelihood::sample(&self.w, &self.b, self.sigma, z)
     }
 }
 
@@ -440,7 +399,8 @@ pub struct MogLinearGaussian {
     means: Tensor,
     /// `log σ` `[K, D]`.
     log_sigmas: Tensor,
-    proposal: Proposal,
+    /// The proposal around the moment-matched model's posterior.
+    q: GaussianProposal,
     /// f64 CPU copies for the closed forms.
     w64: Tensor,
     b64: Tensor,
@@ -453,12 +413,6 @@ pub struct MogLinearGaussian {
     gain: Tensor,
     /// `S Σ̄⁻¹ m̄`, `[D]`, f64, CPU: the posterior mean is `offset + gain (x − b)`.
     offset: Tensor,
-    /// `scale · chol(S)`, `[D, D]`, model kind and device.
-    flow_matrix: Tensor,
-    /// `log |det flow_matrix|`.
-    flow_log_det: f64,
-    /// The diagonal base's `log_sigma`, `[D]`, model kind and device.
-    diag_log_sigma: Tensor,
 }
 
 impl MogLinearGaussian {
@@ -493,13 +447,6 @@ impl MogLinearGaussian {
         let post_cov = (&post_cov + post_cov.tr()) * 0.5;
         let gain = post_cov.matmul(&w64.tr()) / s2;
         let offset = post_cov.matmul(&prec_bar).matmul(&m_bar);
-        let flow64 = post_cov.linalg_cholesky(false) * proposal.scale;
-        let flow_log_det = flow64
-            .diagonal(0, 0, 1)
-            .log()
-            .sum(Kind::Double)
-            .double_value(&[]);
-        let diag_log_sigma = (post_cov.diagonal(0, 0, 1).sqrt() * proposal.scale).log();
         let on = |t: &Tensor| t.to_kind(Kind::Float).to_device(device);
         MogLinearGaussian {
             w: on(&w64),
@@ -508,10 +455,7 @@ impl MogLinearGaussian {
             log_weights: on(&log_weights64),
             means: on(&means64),
             log_sigmas: on(&log_sigmas64),
-            proposal,
-            flow_matrix: on(&flow64),
-            flow_log_det,
-            diag_log_sigma: on(&diag_log_sigma),
+            q: GaussianProposal::new(&post_cov, proposal, device),
             w64,
             b64,
             log_weights64,
@@ -577,20 +521,13 @@ impl MogLinearGaussian {
     /// Exact `log p(x)` for `x` `[B, P]`, nats: the mixture of the `K` Gaussian marginals.
     pub fn log_px(&self, x: &Tensor) -> Vec<f64> {
         let p = self.w64.size()[0];
-        let x64 = x.to_kind(Kind::Double).to_device(Device::Cpu);
         let per: Vec<Tensor> = (0..self.means64.size()[0])
             .map(|k| {
                 let var = (self.log_sigmas64.get(k) * 2.0).exp(); // [D]
                 let cov = (&self.w64 * var.unsqueeze(0)).matmul(&self.w64.tr())
                     + Tensor::eye(p, (Kind::Double, Device::Cpu)) * (self.sigma * self.sigma);
-                let chol = cov.linalg_cholesky(false);
                 let mean = self.w64.matmul(&self.means64.get(k)) + &self.b64; // [P]
-                let r = &x64 - mean; // [B, P]
-                                     // Solve L u = rᵀ: the Mahalanobis term is |u|².
-                let u = Tensor::linalg_solve_triangular(&chol, &r.tr(), false, true, false);
-                let maha = u.square().sum_dim_intlist(0, false, Kind::Double);
-                let log_det = chol.diagonal(0, 0, 1).log().sum(Kind::Double) * 2.0;
-                (maha + log_det + LN_2PI * p as f64) * -0.5 + self.log_weights64.get(k)
+                linear_likelihood::gaussian_log_density(x, &mean, &cov) + self.log_weights64.get(k)
             })
             .collect();
         let lp = Tensor::stack(&per, 0).logsumexp([0], false);
@@ -645,12 +582,7 @@ impl JointDensity for MogLinearGaussian {
     }
 
     fn log_joint(&self, x: &Tensor, z: &Tensor) -> Tensor {
-        let p = self.w.size()[0] as f64;
-        let s2 = self.sigma * self.sigma;
-        let r = x - z.matmul(&self.w.tr()) - &self.b;
-        let log_lik = r.square().sum_dim_intlist(-1, false, Kind::Float) * (-0.5 / s2)
-            - 0.5 * p * (LN_2PI + s2.ln());
-        self.log_prior(z) + log_lik
+        self.log_prior(z) + linear_likelihood::log_likelihood(&self.w, &self.b, self.sigma, x, z)
     }
 
     /// `logsumexp_k [log π_k + log N(z; μ_k, diag σ_k²)]`, `[..., D]` to `[...]`, nats.
@@ -672,40 +604,20 @@ impl AmortizedProposal for MogLinearGaussian {
     type Posterior = LinearGaussianPosterior;
 
     fn encode(&self, x: &Tensor) -> LinearGaussianPosterior {
-        let mean = self.posterior_mean(x) + self.proposal.mean_shift;
-        LinearGaussianPosterior {
-            mean: mean.to_kind(Kind::Float).to_device(self.device()),
-        }
+        self.q.encode(self.posterior_mean(x), self.device())
     }
 
     fn base(&self, posterior: &LinearGaussianPosterior) -> (Tensor, Tensor) {
-        let mean = &posterior.mean;
-        if self.proposal.full_covariance {
-            (mean.zeros_like(), mean.zeros_like())
-        } else {
-            (mean.shallow_clone(), self.diag_log_sigma.expand_as(mean))
-        }
+        self.q.base(posterior)
     }
 
     fn flow(&self, posterior: &LinearGaussianPosterior, z0: &Tensor) -> (Tensor, Tensor) {
-        let size = z0.size();
-        let rows = &size[..size.len() - 1];
-        if self.proposal.full_covariance {
-            let z = z0.matmul(&self.flow_matrix.tr()) + &posterior.mean;
-            let log_det = Tensor::full(rows, self.flow_log_det, (z0.kind(), z0.device()));
-            (z, log_det)
-        } else {
-            (
-                z0.shallow_clone(),
-                Tensor::zeros(rows, (z0.kind(), z0.device())),
-            )
-        }
+        self.q.flow(posterior, z0)
     }
 }
 
 impl DataSimulator for MogLinearGaussian {
     fn sample_data(&self, z: &Tensor) -> Tensor {
-        let mean = z.matmul(&self.w.tr()) + &self.b;
-        &mean + mean.randn_like() * self.sigma
+        linear_likelihood::sample(&self.w, &self.b, self.sigma, z)
     }
 }
