@@ -540,6 +540,43 @@ fn cases(f: &Fixture) -> Vec<Case> {
         &["no meta.json tensor: not a flowvae checkpoint"],
     ));
 
+    // A checkpoint whose sums are right but whose config asks for terabytes of weights (written
+    // by a tool, or edited by someone who recomputed the sums): refused before its model is built.
+    let absurd = f.copy_run("ck-absurd");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(absurd.join("config.json")).unwrap()).unwrap();
+    config["model"]["flow"]["hidden"] = serde_json::json!([1_000_000_000_000i64]);
+    config["model"]["flow"]["context_size"] = serde_json::json!(1_000_000_000_000i64);
+    std::fs::write(absurd.join("config.json"), config.to_string()).unwrap();
+    let best = absurd.join("checkpoints/best.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(&best).unwrap();
+    let meta = tensors.iter().position(|(k, _)| k == "meta.json").unwrap();
+    let meta = Vec::<u8>::try_from(&tensors.remove(meta).1).unwrap();
+    let mut covered: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    for key in ["checksum", "integrity"] {
+        covered.as_object_mut().unwrap().remove(key);
+    }
+    covered["config"]["model"] = config["model"].clone();
+    vae_model::checkpoint::write_sealed(&best, tensors, covered).unwrap();
+    v.push(case(
+        "checkpoint",
+        "a sealed checkpoint whose config asks for terabytes",
+        &[
+            "eval",
+            "--run",
+            &s(&absurd),
+            "--k",
+            "2",
+            "--out",
+            &s(&f.scratch.join("absurd.json")),
+        ],
+        2,
+        &[
+            "best.safetensors: its model needs about",
+            "GiB of memory for its weights alone",
+        ],
+    ));
+
     // --- Resume: nothing lost, nothing started over, nothing foreign taken.
     v.push(case(
         "resume",

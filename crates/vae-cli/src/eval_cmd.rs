@@ -106,6 +106,7 @@ fn run_checkpoint(args: &EvalArgs, device: tch::Device) -> Result<()> {
             serde_json::to_string(&cfg.model).unwrap_or_default()
         );
     }
+    crate::memory::check_model(&ck.config().model, ck.path())?;
     let vae = ck.load_vae(device)?;
     let data = load_dataset(&cfg.data, args.data_dir.clone())?;
     let split = evaluation_split(&data, &cfg.experiment(), args.split);

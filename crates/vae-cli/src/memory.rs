@@ -36,3 +36,23 @@ pub fn check_training(cfg: &vae_model::ExperimentConfig) -> Result<()> {
     }
     Ok(())
 }
+
+/// Refuses to build a checkpoint's model whose weights alone
+/// ([`vae_model::memory::model_bytes`]) exceed the memory available: `path` and the estimate in
+/// the message. Nothing is refused where the available memory cannot be read.
+pub fn check_model(model: &vae_model::ModelConfig, path: &std::path::Path) -> Result<()> {
+    let Some(free) = available() else {
+        return Ok(());
+    };
+    let need = vae_model::memory::model_bytes(model);
+    if need > free as f64 {
+        bail!(
+            "checkpoint {}: its model needs about {:.1} GiB of memory for its weights alone, more \
+             than the {:.1} GiB available here",
+            path.display(),
+            gib(need),
+            gib(free as f64)
+        );
+    }
+    Ok(())
+}

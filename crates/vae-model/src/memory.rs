@@ -12,7 +12,7 @@
 
 use vae_nets::{DecoderConfig, EncoderConfig};
 
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, ModelConfig};
 use crate::prior::PriorKind;
 
 const PIXELS: f64 = 784.0;
@@ -83,16 +83,15 @@ fn decoder(cfg: &DecoderConfig, latent: f64) -> (f64, f64) {
     }
 }
 
-/// Estimated peak memory of training `cfg`, bytes (see the module doc for what is counted).
-/// Finite for every config that passes [`ExperimentConfig::validate`], however wide its layers.
-///
-/// ```
-/// let cfg = vae_model::ExperimentConfig::default();
-/// let gib = vae_model::memory::train_bytes(&cfg) / (1u64 << 30) as f64;
-/// assert!(gib > 1.0 && gib < 8.0, "{gib}");
-/// ```
-pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
-    let m = &cfg.model;
+/// Parameters, activations per example and the prior's batch-independent activations of a
+/// model config, in f32 values.
+struct Sizes {
+    params: f64,
+    per_example: f64,
+    prior_fixed_acts: f64,
+}
+
+fn sizes(m: &ModelConfig) -> Sizes {
     let latent = m.latent as f64;
     let (enc_params, enc_acts, hidden) = encoder(&m.encoder, latent);
     let (dec_params, dec_acts) = decoder(&m.decoder, latent);
@@ -142,16 +141,39 @@ pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
             (p.layers as f64 * made, 0.0, p.layers as f64 * acts)
         }
     };
-    let params = enc_params + dec_params + flow_params + prior_params;
-    let per_example = enc_acts + dec_acts + flow_acts + prior_acts;
+    Sizes {
+        params: enc_params + dec_params + flow_params + prior_params,
+        per_example: enc_acts + dec_acts + flow_acts + prior_acts,
+        prior_fixed_acts,
+    }
+}
+
+/// Estimated peak memory of training `cfg`, bytes (see the module doc for what is counted).
+/// Finite for every config that passes [`ExperimentConfig::validate`], however wide its layers.
+///
+/// ```
+/// let cfg = vae_model::ExperimentConfig::default();
+/// let gib = vae_model::memory::train_bytes(&cfg) / (1u64 << 30) as f64;
+/// assert!(gib > 1.0 && gib < 8.0, "{gib}");
+/// ```
+pub fn train_bytes(cfg: &ExperimentConfig) -> f64 {
+    let s = sizes(&cfg.model);
     // Evaluation batches keep nothing for a backward pass: two copies, not six.
     let train = cfg.train.batch_size as f64 * COPIES_PER_ACTIVATION;
     let eval = cfg.train.eval_batch_size as f64 * 2.0;
     FIXED_BYTES
         + DATA_BYTES
-        + params * COPIES_PER_PARAMETER * F32
-        + train.max(eval) * per_example * F32
-        + prior_fixed_acts * COPIES_PER_ACTIVATION * F32
+        + s.params * COPIES_PER_PARAMETER * F32
+        + train.max(eval) * s.per_example * F32
+        + s.prior_fixed_acts * COPIES_PER_ACTIVATION * F32
+}
+
+/// Estimated memory of the model's weights alone, bytes: what loading a checkpoint of `model`
+/// for evaluation allocates before any batch (its parameters in f32 and libtorch itself). A
+/// checkpoint is checked against it before its model is built, so a config of absurd widths
+/// sealed into a checkpoint ends in a message, not in an allocation failure.
+pub fn model_bytes(model: &ModelConfig) -> f64 {
+    FIXED_BYTES + sizes(model).params * F32
 }
 
 #[cfg(test)]
