@@ -873,22 +873,25 @@ fn every_hostile_input_gets_its_message_and_status_and_nothing_is_written() {
     let mut per_class: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &cases {
         *per_class.entry(c.class).or_default() += 1;
-        let (code, message) = match &c.action {
-            Action::Vae(args) => run_vae(&f.data, args, None),
-            Action::VaeWhileLocked(dir, args) => run_vae(&f.data, args, Some(dir)),
-            Action::Sweep(text) => match vae_sweep::Sweep::parse(text, "hostile", &configs()) {
-                Ok(_) => (0, String::new()),
-                Err(e) => (2, e.to_string()),
-            },
-        };
-        let missing: Vec<&String> = c.expect.iter().filter(|e| !message.contains(*e)).collect();
-        if code != c.code || !missing.is_empty() || message.contains("panicked") {
-            failures.push(format!(
-                "[{}] {}: status {code} (expected {}), missing {missing:?} in:\n{message}",
-                c.class, c.what, c.code
-            ));
-        }
     }
+    // Two at a time (the machine's cores): every case reads its own inputs, and those aimed at
+    // the trained run are all refused before anything could lock or write it.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(c) = cases.get(i) else { break };
+                if let Some(failure) = run_case(&f, c) {
+                    found.lock().unwrap().push((i, failure));
+                }
+            });
+        }
+    });
+    let mut found = found.into_inner().unwrap();
+    found.sort();
+    failures.extend(found.into_iter().map(|(_, failure)| failure));
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n\n{}",
@@ -903,6 +906,25 @@ fn every_hostile_input_gets_its_message_and_status_and_nothing_is_written() {
         before,
         "a refused command changed the trained run"
     );
+}
+
+/// Runs one case: `None` when it ended as expected, else what went wrong.
+fn run_case(f: &Fixture, c: &Case) -> Option<String> {
+    let (code, message) = match &c.action {
+        Action::Vae(args) => run_vae(&f.data, args, None),
+        Action::VaeWhileLocked(dir, args) => run_vae(&f.data, args, Some(dir)),
+        Action::Sweep(text) => match vae_sweep::Sweep::parse(text, "hostile", &configs()) {
+            Ok(_) => (0, String::new()),
+            Err(e) => (2, e.to_string()),
+        },
+    };
+    let missing: Vec<&String> = c.expect.iter().filter(|e| !message.contains(*e)).collect();
+    (code != c.code || !missing.is_empty() || message.contains("panicked")).then(|| {
+        format!(
+            "[{}] {}: status {code} (expected {}), missing {missing:?} in:\n{message}",
+            c.class, c.what, c.code
+        )
+    })
 }
 
 /// Runs `vae ARGS` (with `locked`'s run lock held by this process while it runs), at most two

@@ -106,7 +106,7 @@ fn twenty_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
     tiny_dataset(dir.path(), 800, 100);
     let straight = dir.path().join("straight");
     let t0 = Instant::now();
-    let out = train_smoke(dir.path(), &straight, &["--set", "train.epochs=6"]);
+    let out = train_smoke(dir.path(), &straight, &["--set", "train.epochs=4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let full_ms = t0.elapsed().as_millis() as f64;
 
@@ -167,7 +167,7 @@ fn twenty_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
     }
 }
 
-/// Trains the 6-epoch smoke model into `run`, sending the planned signals at their times
+/// Trains the 4-epoch smoke model into `run`, sending the planned signals at their times
 /// (fractions of `full_ms`, from each start) and resuming after each, then to the end. A signal
 /// planned after a start's run has already ended is tried again at half the time in a fresh
 /// folder, so every planned interruption happens. Returns the signals sent.
@@ -189,7 +189,7 @@ fn interrupt_and_resume(
                     &["train", "--resume", run.to_str().unwrap(), "--threads", "1"],
                 )
             } else {
-                smoke_command(data, run, &["--set", "train.epochs=6"])
+                smoke_command(data, run, &["--set", "train.epochs=4"])
             };
             let mut child = c
                 .stdout(std::process::Stdio::null())
