@@ -143,7 +143,7 @@ fn apply_override(root: &mut serde_json::Value, spec: &str) -> Result<()> {
     };
     let value = match vae_io::strict_json::parse(raw) {
         Ok(v) => v,
-        Err(e) if e.message.starts_with("duplicate key") => bail!("--set {key}: {e}"),
+        Err(e) if e.is_duplicate_key() => bail!("--set {key}: {e}"),
         Err(_) => serde_json::Value::String(raw.to_string()),
     };
     let mut node = root;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Why a text is not strict JSON: the message, with the key's dotted path (`train.epochs`) for
@@ -17,6 +17,17 @@ use serde_json::{Map, Value};
 pub struct StrictJsonError {
     /// The message.
     pub message: String,
+}
+
+/// The start of a duplicate key's message, written by the visitor and recognised by
+/// [`StrictJsonError::is_duplicate_key`].
+const DUPLICATE: &str = "duplicate key `";
+
+impl StrictJsonError {
+    /// Whether the text is JSON but gives one key twice (rather than not being JSON at all).
+    pub fn is_duplicate_key(&self) -> bool {
+        self.message.starts_with(DUPLICATE)
+    }
 }
 
 /// Parses `text` as JSON, refusing an object that gives one key twice: the error names the
@@ -118,27 +129,13 @@ impl<'de> Visitor<'de> for StrictSeed {
             };
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
-                    "duplicate key `{path}` (each key may be given once)"
+                    "{DUPLICATE}{path}` (each key may be given once)"
                 )));
             }
             let value = map.next_value_seed(StrictSeed { path })?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// `Deserialize` for a whole document, for callers that hold a deserializer.
-#[derive(Debug)]
-pub struct StrictValue(pub Value);
-
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        StrictSeed {
-            path: String::new(),
-        }
-        .deserialize(d)
-        .map(StrictValue)
     }
 }
 
@@ -160,9 +157,10 @@ mod tests {
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.starts_with(&format!("duplicate key `{path}`")), "{e}");
+            assert!(parse(text).unwrap_err().is_duplicate_key());
             assert!(e.contains("line 1 column"), "{e}");
         }
-        assert!(parse("{} x").is_err());
+        assert!(!parse("{} x").unwrap_err().is_duplicate_key());
         assert!(
             parse(&"[".repeat(100_000)).is_err(),
             "deep nesting is an error"
