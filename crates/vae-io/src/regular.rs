@@ -10,11 +10,16 @@ pub fn require_regular_file(path: &Path) -> std::io::Result<()> {
     if std::fs::metadata(path)?.is_file() {
         Ok(())
     } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a folder, FIFO or device)",
-        ))
+        Err(not_regular())
     }
+}
+
+/// The error of a path that is a folder, FIFO or device.
+fn not_regular() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a regular file (a folder, FIFO or device)",
+    )
 }
 
 /// The largest settings file (config, sweep or evaluation file) [`read_settings_text`] reads,
@@ -25,8 +30,11 @@ pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 /// the read, a device never end it) of at most [`MAX_SETTINGS_BYTES`], else an `InvalidInput`
 /// error that says which limit, or the OS error.
 pub fn read_settings_text(path: &Path) -> std::io::Result<String> {
-    require_regular_file(path)?;
-    let len = std::fs::metadata(path)?.len();
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let len = meta.len();
     if len > MAX_SETTINGS_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
