@@ -46,6 +46,14 @@ fn a_run_writes_everything_and_python_reads_it() {
         .unwrap()
         .starts_with("2.11.0"));
     assert!(manifest["ms_per_step"].as_f64().unwrap() > 0.0);
+    // `--threads 1` fixes the count: the governor stays off and says where the time went.
+    let governor = &manifest["thread_governor"];
+    assert_eq!(governor["adaptive"], serde_json::json!(false), "{manifest}");
+    assert_eq!(governor["changes"], serde_json::json!(0), "{manifest}");
+    assert!(
+        governor["seconds_at_threads"]["1"].as_f64().unwrap() > 0.0,
+        "{manifest}"
+    );
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["test"]["images"], 100);
@@ -245,6 +253,49 @@ fn max_steps_then_resume_equals_an_uninterrupted_run() {
     assert_eq!(a.len(), 2);
     assert_eq!(a, b);
     assert_eq!(b[1].global_step, 12);
+}
+
+/// Without `--threads` the thread count follows the machine's load (the governor is on
+/// wherever `/proc/stat` lists exactly the cores this process may use, as on Linux machines
+/// and VMs without a CPU restriction); `OMP_NUM_THREADS` hands the choice back to the user.
+#[test]
+fn the_thread_governor_is_on_by_default_and_off_under_omp_num_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), 400, 100);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let listed = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    let cfg = common::configs().join("smoke.json");
+    for (omp, adaptive) in [(None, cores > 1 && listed == cores), (Some("1"), false)] {
+        let run = dir.path().join(format!("run-{omp:?}"));
+        let mut cmd = common::command(
+            dir.path(),
+            &[
+                "train",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                run.to_str().unwrap(),
+            ],
+        );
+        cmd.args(["--set", "data.validation=100", "--max-steps", "3"]);
+        cmd.env_remove("OMP_NUM_THREADS");
+        if let Some(n) = omp {
+            cmd.env("OMP_NUM_THREADS", n);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(
+            manifest["thread_governor"]["adaptive"],
+            serde_json::json!(adaptive),
+            "OMP_NUM_THREADS={omp:?}: {manifest}"
+        );
+    }
 }
 
 #[test]

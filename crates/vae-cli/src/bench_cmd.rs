@@ -28,6 +28,7 @@ use vae_model::{EpochOutcome, Trainer, VaeLatentModel};
 use crate::args::{BenchArgs, BenchPhase};
 use crate::config::RunConfig;
 use crate::run_dir::write_json;
+use crate::thread_governor::ThreadGovernor;
 use crate::train_cmd::device;
 use vae_model::cost;
 
@@ -37,6 +38,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(n.max(1) as i32);
     }
+    // As `vae train` and `vae eval` run: the thread count follows the machine's load unless
+    // --threads fixes it.
+    let mut governor = ThreadGovernor::new(args.threads);
     let mut out = match args.phase {
         BenchPhase::Matmul => matmul(device, args.matmul_size)?,
         phase => {
@@ -45,9 +49,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let mut trainer = build_trainer(&cfg, device, &args)?;
             let mut v = match phase {
                 BenchPhase::Export => export(&trainer, &args)?,
-                BenchPhase::Train => train(&mut trainer, &args)?,
-                BenchPhase::Is => is(&trainer, &cfg, device, &args)?,
-                BenchPhase::Ais => ais(&trainer, device, &args)?,
+                BenchPhase::Train => train(&mut trainer, &args, &mut governor)?,
+                BenchPhase::Is => is(&trainer, &cfg, device, &args, &mut governor)?,
+                BenchPhase::Ais => ais(&trainer, device, &args, &mut governor)?,
                 BenchPhase::Matmul => unreachable!("handled above"),
             };
             v["config"] = cfg.name.clone().into();
@@ -60,6 +64,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     out["device"] = args.device.clone().into();
     out["device_name"] = device_name(device).into();
     out["threads"] = tch::get_num_threads().into();
+    out["thread_governor"] = governor.summary();
     out["libtorch"] = env!("FLOWVAE_LIBTORCH_VERSION").into();
     out["peak_rss_bytes"] = peak_rss_bytes().into();
     out["gpu_memory_mib"] = gpu_memory_mib(device).into();
@@ -160,7 +165,7 @@ fn export(trainer: &Trainer, args: &BenchArgs) -> Result<Value> {
     }))
 }
 
-fn train(trainer: &mut Trainer, args: &BenchArgs) -> Result<Value> {
+fn train(trainer: &mut Trainer, args: &BenchArgs, governor: &mut ThreadGovernor) -> Result<Value> {
     let total = args.warmup + args.steps;
     if total > trainer.steps_per_epoch() {
         bail!(
@@ -173,9 +178,9 @@ fn train(trainer: &mut Trainer, args: &BenchArgs) -> Result<Value> {
     // Timed in a few repeats of several steps each: on CUDA a step's figures come back only
     // every few steps (the host does not wait for the GPU inside an epoch), so single steps
     // cannot be timed from the host; each `run_epoch` call ends by reading its steps back.
-    let run_to = |trainer: &mut Trainer, step: usize| -> Result<f64> {
+    let mut run_to = |trainer: &mut Trainer, step: usize| -> Result<f64> {
         let start = Instant::now();
-        let outcome = trainer.run_epoch(&stop, Some(step as u64), |_| {})?;
+        let outcome = trainer.run_epoch(&stop, Some(step as u64), |_| governor.tick())?;
         sync(device);
         if !matches!(outcome, EpochOutcome::Interrupted) {
             bail!("the benchmark epoch did not stop at the step limit");
@@ -208,7 +213,13 @@ fn train(trainer: &mut Trainer, args: &BenchArgs) -> Result<Value> {
     }))
 }
 
-fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> Result<Value> {
+fn is(
+    trainer: &Trainer,
+    cfg: &RunConfig,
+    device: Device,
+    args: &BenchArgs,
+    governor: &mut ThreadGovernor,
+) -> Result<Value> {
     let model = VaeLatentModel::new(trainer.vae(), device);
     let x = trainer
         .split(SplitKind::Test)
@@ -229,11 +240,11 @@ fn is(trainer: &Trainer, cfg: &RunConfig, device: Device, args: &BenchArgs) -> R
     // module loading and cuBLAS heuristics, all paid per new shape), not at a smaller one.
     for images in is_warmup_images(n, config.chunk_shape().0) {
         let warm = x.narrow(0, 0, images as i64);
-        vae_eval::importance_sampling(&model, &warm, &config, &mut |_, _| {})?;
+        vae_eval::importance_sampling(&model, &warm, &config, &mut |_, _| governor.tick())?;
     }
     sync(device);
     let start = Instant::now();
-    let r = vae_eval::importance_sampling(&model, &x, &config, &mut |_, _| {})?;
+    let r = vae_eval::importance_sampling(&model, &x, &config, &mut |_, _| governor.tick())?;
     sync(device);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(json!({
@@ -259,7 +270,12 @@ fn is_warmup_images(n: usize, per_chunk: usize) -> Vec<usize> {
     calls
 }
 
-fn ais(trainer: &Trainer, device: Device, args: &BenchArgs) -> Result<Value> {
+fn ais(
+    trainer: &Trainer,
+    device: Device,
+    args: &BenchArgs,
+    governor: &mut ThreadGovernor,
+) -> Result<Value> {
     let model = VaeLatentModel::new(trainer.vae(), device);
     let x = trainer
         .split(SplitKind::Test)
@@ -284,10 +300,10 @@ fn ais(trainer: &Trainer, device: Device, args: &BenchArgs) -> Result<Value> {
         anneal_steps: 3,
         ..config.clone()
     };
-    vae_eval::ais(&model, &x, &warm, &mut |_, _| {})?;
+    vae_eval::ais(&model, &x, &warm, &mut |_, _| governor.tick())?;
     sync(device);
     let start = Instant::now();
-    let r = vae_eval::ais(&model, &x, &config, &mut |_, _| {})?;
+    let r = vae_eval::ais(&model, &x, &config, &mut |_, _| governor.tick())?;
     sync(device);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     // One gradient of log p(x, z) at the shape AIS uses: [chains, images, D].

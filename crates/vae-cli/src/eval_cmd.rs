@@ -20,6 +20,7 @@ use vae_model::{evaluation_split, Checkpoint, VaeLatentModel};
 use crate::args::{AdaptationArg, EvalArgs, EvalMethod, EvalStart, IsPassesArg};
 use crate::config::RunConfig;
 use crate::run_dir::{write_atomic, RunDir};
+use crate::thread_governor::ThreadGovernor;
 use crate::train_cmd::{device, load_dataset, set_threads};
 
 /// `vae eval`: a run's checkpoint (`--run`) or a TorchScript module (`--model`) on its images.
@@ -194,7 +195,9 @@ fn evaluate_inner<M: LatentModel>(args: &EvalArgs, model: &M, target: &Target) -
     let progress_file = args.shard.map(|_| ShardProgress::path_for(&out));
     let started = Instant::now();
     let mut last_write: Option<Instant> = None;
+    let mut governor = ThreadGovernor::new(args.threads);
     let mut progress = |done: u64, total: u64| {
+        governor.tick();
         bar.set_length(total);
         bar.set_position(done);
         if let Some(p) = &progress_file {

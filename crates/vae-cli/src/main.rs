@@ -18,6 +18,7 @@ mod iwae_plot;
 mod memory;
 mod pictures;
 mod run_dir;
+mod thread_governor;
 mod train_cmd;
 
 /// The run config, shared with the library target (the fuzzers read configs through it).
@@ -50,20 +51,15 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
 /// Settings read by libraries before `main` can run, each applied only when the variable is
 /// unset (a user's value wins), as `(variable, value)`:
 ///
-/// - `OMP_WAIT_POLICY=passive`: libtorch's OpenMP (libgomp) workers spin between parallel
-///   regions by default; as soon as anything else wants the cores (the data loader's threads,
-///   another process) a spinning worker holds a core that a working one needs, and a training
-///   step took 3 to 10 times longer on a loaded 2-core machine (cargo xtask bench). On an idle
-///   machine spinning is faster (`active`: 1.3x on the CPU default's step), so a user's own
-///   value wins; the README's "CPU threads" table has the figures.
 /// - `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`: jemalloc (the global allocator, see
 ///   Cargo.toml) otherwise hands freed pages back to the kernel within seconds, and every step
 ///   page-faults its activations back in: the original MLP config's CPU step went from 1.85 s to
 ///   0.90 s with this. The process keeps its peak memory instead (about the same peak RSS).
-const EARLY_ENV: [(&str, &str); 2] = [
-    ("OMP_WAIT_POLICY", "passive"),
-    ("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1"),
-];
+///
+/// `OMP_WAIT_POLICY` is left to libgomp's default (workers spin a few milliseconds between
+/// parallel regions, fastest on an idle machine); what protects a step beside busy processes
+/// is the thread governor (`thread_governor.rs`), which gives up the cores they take.
+const EARLY_ENV: [(&str, &str); 1] = [("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1")];
 
 /// Re-executes the binary once with [`EARLY_ENV`] where those variables are unset: libgomp and
 /// jemalloc read them when they load, before `main`.

@@ -22,6 +22,7 @@ use crate::board::Board;
 use crate::config::RunConfig;
 use crate::pictures;
 use crate::run_dir::{git_commit, now, write_json, RunDir};
+use crate::thread_governor::ThreadGovernor;
 
 /// Parses `cpu`, `cuda` or `cuda:N` and checks that the device exists.
 pub fn device(name: &str) -> Result<Device> {
@@ -367,6 +368,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     ));
 
     let mut step_ms = (0.0f64, 0u64);
+    let mut governor = ThreadGovernor::new(args.threads);
     let interrupted = loop {
         if trainer.is_done() {
             break false;
@@ -380,6 +382,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let dt = last.elapsed().as_secs_f64() * 1e3;
             last = Instant::now();
             step_ms = (step_ms.0 + dt, step_ms.1 + 1);
+            governor.tick();
             epoch_bar.set_position(s.step_in_epoch as u64);
             epoch_bar.set_message(format!("-elbo {:.2}", s.rec + s.kl));
             overall.inc(1);
@@ -435,6 +438,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     overall.finish_and_clear();
     trainer.save_checkpoint(&run.checkpoint("last"))?;
     manifest["end_time"] = now().into();
+    manifest["thread_governor"] = governor.summary();
     if step_ms.1 > 0 {
         manifest["ms_per_step"] = (step_ms.0 / step_ms.1 as f64).into();
     }
