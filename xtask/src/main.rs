@@ -336,6 +336,15 @@ fn train(
         ],
     )?;
     let total = start.elapsed().as_secs_f64();
+    let step_ms = run_step_ms(&run.manifest());
+    // On a quiet machine, after the run: the speed this user gets beside PyTorch's.
+    let side_by_side = match config_is_cpu(&out) {
+        true => xtask::bench::step_side_by_side(root, layout, config).unwrap_or_else(|e| {
+            eprintln!("xtask: the side-by-side step measurement failed: {e:#}");
+            None
+        }),
+        false => None,
+    };
     let results = run.read_results()?;
     let is = run.read_eval("is", "test")?;
     let nan = f64::NAN;
@@ -355,6 +364,29 @@ fn train(
         is.nll_stderr().unwrap_or(nan),
         is.images
     );
+    match step_ms {
+        Some(ms) => {
+            println!("  training step         {ms:.1} ms (mean over this run's last session)")
+        }
+        None => println!("  training step         – (no ms_per_step in the run's manifest)"),
+    }
+    match &side_by_side {
+        Some((ours, theirs)) => {
+            let f = |v: &serde_json::Value| v["median_ms"].as_f64();
+            match (f(ours), f(theirs)) {
+                (Some(a), Some(b)) => println!(
+                    "  measured just now     flowvae {a:.1} ms, PyTorch {b:.1} ms per step \
+                     (each with its defaults, same model and batches): ratio {:.2}",
+                    a / b
+                ),
+                _ => println!("  measured just now     failed: see target/bench/train-speed/*.log"),
+            }
+        }
+        None => println!(
+            "  PyTorch's step        not measured (needs torch 2.11.0: `cargo xtask bench` \
+             installs it)"
+        ),
+    }
     println!(
         "  wall time             {:.1} min (training {:.1} min)",
         total / 60.0,
@@ -362,6 +394,20 @@ fn train(
     );
     println!("  run folder            {out_s}");
     Ok(())
+}
+
+/// The run's mean step time from its manifest (`ms_per_step`), if it has one.
+fn run_step_ms(manifest: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["ms_per_step"].as_f64()
+}
+
+/// Whether the run trained on the CPU (its manifest's device), where the comparison applies.
+fn config_is_cpu(run: &std::path::Path) -> bool {
+    std::fs::read_to_string(vae_io::RunDir::new(run).manifest())
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["device"].as_str() == Some("Cpu"))
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

@@ -21,17 +21,15 @@ use serde_json::{json, Value};
 
 use crate::bootstrap::{self, Layout, TORCH_VERSION};
 
+mod condition;
 mod render;
+pub use condition::{BusyProcess, Condition};
 pub use render::{render, render_run};
 
 /// Marker written into the torch install once `import torch` worked there; the ELBO test of
 /// the reference (`tests/bench_reference.rs`) looks for it.
 pub const IMPORTABLE_MARKER: &str = ".flowvae-importable";
 const TORCH_FREE_BYTES: u64 = 8 << 30;
-/// The OpenMP wait policy of both implementations: flowvae's default (`vae` sets it when it is
-/// unset), given to PyTorch too so that the ratios compare the implementations, not the policy
-/// (with libgomp's default spinning, a step on a loaded machine took 3 to 10 times longer).
-const OMP_WAIT_POLICY: &str = "passive";
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Clone)]
@@ -72,7 +70,12 @@ pub struct Row {
     pub target: f64,
     /// Target ratio of the training step, where it differs (the ResNet step on CUDA).
     pub target_step: f64,
+    /// The conditions it is measured under on the CPU; the first one fills the main tables.
+    pub conditions: &'static [Condition],
 }
+
+/// The main tables' condition: both sides with the same threads, workers sleeping.
+const EQUAL_ONLY: &[Condition] = &[Condition::EqualPassive];
 
 /// The benchmark rows for a mode and device (the CPU's heavy rows measure little in quick mode).
 pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
@@ -95,6 +98,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             ais: choose(quick, cuda, (10, 51), (50, 101), (50, 51)),
             target: 0.85,
             target_step: 0.85,
+            conditions: &Condition::ALL,
         },
         Row {
             key: "seed-mlp",
@@ -105,6 +109,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             ais: choose(quick, cuda, (4, 21), (20, 51), (50, 51)),
             target: 1.0,
             target_step: 1.0,
+            conditions: &Condition::ALL,
         },
         Row {
             key: "seed-gatedconv",
@@ -115,6 +120,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
             target: 1.0,
             target_step: 1.0,
+            conditions: EQUAL_ONLY,
         },
         Row {
             key: "seed-resnet",
@@ -125,6 +131,7 @@ pub fn rows(quick: bool, cuda: bool) -> Vec<Row> {
             ais: choose(quick, cuda, (1, 6), (2, 11), (50, 51)),
             target: 1.0,
             target_step: if cuda { 0.8 } else { 1.0 },
+            conditions: EQUAL_ONLY,
         },
     ]
 }
@@ -166,8 +173,8 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
     let matmul_size = if cuda { "8192" } else { "2048" };
     let mm = &["--matmul-size", matmul_size][..];
     let matmul = json!({
-        "flowvae": runner.flowvae(&work, "matmul", None, "configs/smoke.json", mm),
-        "pytorch": runner.pytorch(&work, "matmul", None, &work, mm),
+        "flowvae": runner.flowvae(&work, Condition::EqualPassive, "matmul", None, "configs/smoke.json", mm),
+        "pytorch": runner.pytorch(&work, Condition::EqualPassive, "matmul", None, &work, mm),
     });
     let rounds = opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }).max(1);
     let mut out_rows = Vec::new();
@@ -185,6 +192,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         let export_dir = dir.to_string_lossy().into_owned();
         let export = runner.flowvae(
             &dir,
+            Condition::EqualPassive,
             "export",
             None,
             row.config,
@@ -204,8 +212,7 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         let ck = dir.join("model.safetensors").to_string_lossy().into_owned();
         let is_images = row.is_images.to_string();
         let (ais_images_s, ais_steps_s) = (ais_images.to_string(), ais_steps.to_string());
-        let mut phases = serde_json::Map::new();
-        for (phase, args) in [
+        let phase_args = [
             ("train", train_args.to_vec()),
             ("is", vec!["--images", &is_images, "--k", "1000"]),
             (
@@ -221,37 +228,60 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
                     "10",
                 ],
             ),
-        ] {
-            let ours_args = [&args[..], &["--checkpoint", &ck]].concat();
-            let tag = |round: usize| (rounds > 1).then_some(round);
-            // Rounds alternate which implementation runs first, so that a change in the
-            // machine's load during the phase weighs on both sides alike. flowvae runs first
-            // in round 1: the reference uses the same IS chunks, which flowvae sizes.
-            let mut ours = vec![runner.flowvae(&dir, phase, tag(1), row.config, &ours_args)];
-            let mut ref_args: Vec<&str> = args.clone();
-            let rows_s = ours[0]["max_rows"].as_u64().unwrap_or(20_000).to_string();
-            if phase == "is" {
-                ref_args.extend(["--max-rows", rows_s.as_str()]);
-            }
-            let mut theirs = vec![runner.pytorch(&dir, phase, tag(1), &dir, &ref_args)];
-            for round in 2..=rounds {
-                let run_ours = || runner.flowvae(&dir, phase, tag(round), row.config, &ours_args);
-                let run_theirs = || runner.pytorch(&dir, phase, tag(round), &dir, &ref_args);
-                if round % 2 == 1 {
-                    ours.push(run_ours());
-                    theirs.push(run_theirs());
-                } else {
-                    theirs.push(run_theirs());
-                    ours.push(run_ours());
-                }
-            }
-            let (ours, theirs) = combine_rounds(phase, ours, theirs);
-            phases.insert(phase.into(), json!({"flowvae": ours, "pytorch": theirs}));
-        }
+        ];
+        let conditions = if cuda { EQUAL_ONLY } else { row.conditions };
         let mut r = json!({"key": row.key, "title": row.title, "config": row.config,
             "target": row.target, "target_step": row.target_step});
-        for (k, v) in phases {
-            r[k] = v;
+        for (i, &cond) in conditions.iter().enumerate() {
+            // The main tables' logs stay where they were; the others get a folder each.
+            let cond_dir = if i == 0 {
+                dir.clone()
+            } else {
+                dir.join(cond.key())
+            };
+            std::fs::create_dir_all(&cond_dir)?;
+            let _busy = cond.busy().then(BusyProcess::start).transpose()?;
+            let mut phases = serde_json::Map::new();
+            for (phase, args) in &phase_args {
+                let ours_args = [&args[..], &["--checkpoint", &ck]].concat();
+                let tag = |round: usize| (rounds > 1).then_some(round);
+                let ours_run = |round| {
+                    runner.flowvae(&cond_dir, cond, phase, tag(round), row.config, &ours_args)
+                };
+                // Rounds alternate which implementation runs first, so that a change in the
+                // machine's load during the phase weighs on both sides alike. flowvae runs
+                // first in round 1: the reference uses the same IS chunks, which flowvae sizes.
+                let mut ours = vec![ours_run(1)];
+                let mut ref_args: Vec<&str> = args.clone();
+                let rows_s = ours[0]["max_rows"].as_u64().unwrap_or(20_000).to_string();
+                if *phase == "is" {
+                    ref_args.extend(["--max-rows", rows_s.as_str()]);
+                }
+                let theirs_run =
+                    |round| runner.pytorch(&cond_dir, cond, phase, tag(round), &dir, &ref_args);
+                let mut theirs = vec![theirs_run(1)];
+                for round in 2..=rounds {
+                    if round % 2 == 1 {
+                        ours.push(ours_run(round));
+                        theirs.push(theirs_run(round));
+                    } else {
+                        theirs.push(theirs_run(round));
+                        ours.push(ours_run(round));
+                    }
+                }
+                let (ours, theirs) = combine_rounds(phase, ours, theirs);
+                phases.insert(
+                    phase.to_string(),
+                    json!({"flowvae": ours, "pytorch": theirs}),
+                );
+            }
+            if i == 0 {
+                for (k, v) in phases {
+                    r[k] = v;
+                }
+            } else {
+                r["conditions"][cond.key()] = phases.into();
+            }
         }
         out_rows.push(r);
     }
@@ -304,6 +334,55 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         start.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// One config's training step measured now, flowvae then PyTorch, each with its own defaults
+/// (one process each: 3 untimed steps, 30 timed), for `cargo xtask train` to show beside the
+/// run's own step time: `(flowvae, PyTorch)` as `vae bench` and the reference write them, or
+/// `None` when no importable torch is installed. Logs go to `target/bench/train-speed/`.
+pub fn step_side_by_side(
+    root: &Path,
+    layout: &Layout,
+    config: &str,
+) -> Result<Option<(Value, Value)>> {
+    let Some(torch) = torch_python_ready(layout) else {
+        return Ok(None);
+    };
+    let vae = root.join("target/release/vae");
+    let dir = root.join("target/bench/train-speed");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let runner = Runner {
+        root,
+        vae: &vae,
+        torch: &torch,
+        device: "cpu",
+        threads: 1,
+    };
+    let export_dir = dir.to_string_lossy().into_owned();
+    let train_args = ["--warmup", "3", "--steps", "30", "--batch", "200"];
+    let export = runner.flowvae(
+        &dir,
+        Condition::EqualPassive,
+        "export",
+        None,
+        config,
+        &[&train_args[..], &["--images", "1", "--export", &export_dir]].concat(),
+    );
+    if let Some(err) = export.get("error") {
+        bail!("exporting {config} for the speed comparison: {err}");
+    }
+    let ck = dir.join("model.safetensors").to_string_lossy().into_owned();
+    let cond = Condition::DefaultsQuiet;
+    let ours = runner.flowvae(
+        &dir,
+        cond,
+        "train",
+        None,
+        config,
+        &[&train_args[..], &["--checkpoint", &ck]].concat(),
+    );
+    let theirs = runner.pytorch(&dir, cond, "train", None, &dir, &train_args);
+    Ok(Some((ours, theirs)))
 }
 
 /// Whether `--only <only>` selects the row `key`: any part of the key matches.
@@ -409,10 +488,11 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// `vae bench --phase P`; `round` names its files `flowvae-P-rN`.
+    /// `vae bench --phase P` under `cond`; `round` names its files `flowvae-P-rN`.
     fn flowvae(
         &self,
         dir: &Path,
+        cond: Condition,
         phase: &str,
         round: Option<usize>,
         config: &str,
@@ -423,18 +503,18 @@ impl Runner<'_> {
         let mut cmd = Command::new(self.vae);
         cmd.args(["bench", "--phase", phase, "--config", config])
             .args(["--device", self.device])
-            .args(["--threads", &self.threads.to_string()])
             .args(args)
             .arg("--out")
-            .arg(&out)
-            .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
+            .arg(&out);
+        cond.apply(&mut cmd, self.threads);
         self.run(cmd, dir, &name, &out)
     }
 
-    /// `flowvae_ref.py bench --phase P`; `round` names its files `pytorch-P-rN`.
+    /// `flowvae_ref.py bench --phase P` under `cond`; `round` names its files `pytorch-P-rN`.
     fn pytorch(
         &self,
         dir: &Path,
+        cond: Condition,
         phase: &str,
         round: Option<usize>,
         workdir: &Path,
@@ -449,12 +529,11 @@ impl Runner<'_> {
             .arg("--workdir")
             .arg(workdir)
             .args(["--device", self.device])
-            .args(["--threads", &self.threads.to_string()])
             .args(args)
             .arg("--out")
             .arg(&out)
-            .env("PYTHONPATH", self.torch)
-            .env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
+            .env("PYTHONPATH", self.torch);
+        cond.apply(&mut cmd, self.threads);
         self.run(cmd, dir, &name, &out)
     }
 

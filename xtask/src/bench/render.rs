@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::Condition;
+
 pub(super) fn ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x >= 100.0 => format!("{x:.0}"),
@@ -54,7 +56,8 @@ pub fn render_run(run: &Value) -> String {
     let peak = run["matmul"]["flowvae"]["peak_gflops_per_s"].as_f64();
     let quick = run["quick"].as_bool().unwrap_or(false);
     s += &format!(
-        "Device: {} ({}), {} threads for both implementations. Measured {}; command `{}`{}.\n\n",
+        "Device: {} ({}); the main tables give both implementations {} threads and \
+         `OMP_WAIT_POLICY=passive`. Measured {}; command `{}`{}.\n\n",
         run["device_name"].as_str().unwrap_or("?"),
         run["device"].as_str().unwrap_or("?"),
         run["threads"],
@@ -184,6 +187,7 @@ pub fn render_run(run: &Value) -> String {
             mem(t),
         );
     }
+    s += &render_conditions(&rows);
     let errors: Vec<String> = rows
         .iter()
         .flat_map(|r| {
@@ -197,6 +201,11 @@ pub fn render_run(run: &Value) -> String {
                     if let Some(err) = r[phase][side]["error"].as_str() {
                         e.push(format!("- {key} {phase} {side}: {err}"));
                     }
+                    for (cond, phases) in r["conditions"].as_object().into_iter().flatten() {
+                        if let Some(err) = phases[phase][side]["error"].as_str() {
+                            e.push(format!("- {key} {cond} {phase} {side}: {err}"));
+                        }
+                    }
                 }
             }
             e
@@ -206,6 +215,90 @@ pub fn render_run(run: &Value) -> String {
         s += "\nFailed measurements:\n\n";
         s += &errors.join("\n");
         s += "\n";
+    }
+    s
+}
+
+/// The figure each phase compares, and the words for its unit.
+const PHASE_FIGURES: [(&str, &str, &str); 3] = [
+    ("train", "median_ms", "training step, ms"),
+    ("is", "ms_per_image", "IS k = 1000, ms per image"),
+    (
+        "ais",
+        "ms_per_image_per_100_steps",
+        "AIS, ms per image per 100 steps",
+    ),
+];
+
+/// Threads as a cell: a fixed count, or where the thread governor spent its time.
+fn threads_cell(v: &Value) -> String {
+    let spent: Vec<String> = v["thread_governor"]["seconds_at_threads"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(n, s)| Some(format!("{n}: {:.1} s", s.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if v["thread_governor"]["adaptive"].as_bool() == Some(true) && !spent.is_empty() {
+        format!("adaptive ({})", spent.join(", "))
+    } else {
+        v["threads"].as_u64().map_or("–".into(), |n| n.to_string())
+    }
+}
+
+/// The table of the rows measured under more conditions than the main tables': each side's
+/// defaults on a quiet machine and beside a busy process, and both at libgomp's default.
+fn render_conditions(rows: &[Value]) -> String {
+    let mut lines = Vec::new();
+    for r in rows {
+        let Some(conds) = r["conditions"].as_object() else {
+            continue;
+        };
+        for (phase, figure, what) in PHASE_FIGURES {
+            for (key, phases) in conds {
+                let Some(cond) = Condition::ALL.iter().find(|c| c.key() == key) else {
+                    continue;
+                };
+                let (o, t) = (&phases[phase]["flowvae"], &phases[phase]["pytorch"]);
+                let target = if phase == "train" {
+                    r["target_step"].as_f64().or(r["target"].as_f64())
+                } else {
+                    r["target"].as_f64()
+                }
+                .unwrap_or(1.0);
+                let target = cond.target(target);
+                lines.push(format!(
+                    "| {} | {what} | {} | {} | {} | {} | {} | {} (≤ {target}) |\n",
+                    r["title"].as_str().unwrap_or("?"),
+                    cond.label(),
+                    ms(o[figure].as_f64()),
+                    threads_cell(o),
+                    ms(t[figure].as_f64()),
+                    threads_cell(t),
+                    ratio_cell(o, target),
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n### As users run each side\n\n\
+         Each side's defaults: no thread count given and none of the threading variables set \
+         (`OMP_*`, `GOMP_SPINCOUNT`, `MKL_*`, `MALLOC_CONF`), as a user runs PyTorch or `vae`; \
+         the busy process is `yes > /dev/null`, started before both implementations' rounds \
+         and stopped after them. \"libgomp default\" leaves `OMP_WAIT_POLICY` unset for \
+         both, with the main tables' thread count. The targets apply to the defaults rows; \
+         the equal-setting rows must be ≤ 1. flowvae's threads are \"adaptive\" when its \
+         thread governor chose them (README, \"CPU threads\"), with the seconds spent at each \
+         count in the median round.\n\n\
+         | Config | phase | condition | flowvae | flowvae threads | PyTorch | PyTorch threads | ratio (target) |\n\
+         |---|---|---|---:|---|---:|---|---|\n",
+    );
+    for l in lines {
+        s += &l;
     }
     s
 }
@@ -350,5 +443,47 @@ mod tests {
         assert!(md.contains("**1.20** ✗ (≤ 0.85) | **1.10** ✓"), "{md}");
         assert!(md.contains("- cpu-default is flowvae: boom"), "{md}");
         assert!(md.contains("1.00 / –"), "{md}");
+    }
+
+    #[test]
+    fn conditions_get_their_own_table_with_the_defaults_targets() {
+        let fig = |ms: f64| json!({"median_ms": ms});
+        let row = json!({
+            "key": "cpu-default", "title": "CPU default", "target": 0.85, "target_step": 0.85,
+            "conditions": {
+                "defaults-busy": {
+                    "train": {
+                        "flowvae": {"median_ms": 30.0, "ratio": 0.5, "ratio_rounds": [0.5],
+                                    "threads": 1,
+                                    "thread_governor": {"adaptive": true, "changes": 1,
+                                        "seconds_at_threads": {"1": 9.5, "2": 0.5}}},
+                        "pytorch": {"median_ms": 60.0, "threads": 2}
+                    },
+                    "is": {"flowvae": {"error": "boom"}, "pytorch": fig(1.0)}
+                },
+                "equal-spin": {
+                    "train": {"flowvae": {"median_ms": 20.0, "ratio": 0.95, "threads": 2},
+                              "pytorch": {"median_ms": 21.0, "threads": 2}}
+                }
+            }
+        });
+        let md = render_conditions(std::slice::from_ref(&row));
+        assert!(
+            md.contains("| CPU default | training step, ms | each side's defaults, one busy process | 30.0 | adaptive (1: 9.5 s, 2: 0.5 s) | 60.0 | 2 | **0.50** ✓ (≤ 0.85) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| both libgomp default, same threads | 20.0 | 2 | 21.0 | 2 | **0.95** ✓ (≤ 1) |"
+            ),
+            "{md}"
+        );
+        assert!(render_conditions(&[json!({"key": "x"})]).is_empty());
+        let run = json!({"rows": [row], "matmul": {}});
+        assert!(
+            render_run(&run).contains("- cpu-default defaults-busy is flowvae: boom"),
+            "{}",
+            render_run(&run)
+        );
     }
 }
