@@ -338,12 +338,13 @@ fn train(
     let total = start.elapsed().as_secs_f64();
     let step_ms = run_step_ms(&run.manifest());
     // On a quiet machine, after the run: the speed this user gets beside PyTorch's.
-    let side_by_side = match config_is_cpu(&out) {
-        true => xtask::bench::step_side_by_side(root, layout, config).unwrap_or_else(|e| {
-            eprintln!("xtask: the side-by-side step measurement failed: {e:#}");
-            None
-        }),
-        false => None,
+    let side_by_side = match (config_is_cpu(&out), run_batch_size(&run.config())) {
+        (true, Some(batch)) => xtask::bench::step_side_by_side(root, layout, config, batch)
+            .unwrap_or_else(|e| {
+                eprintln!("xtask: the side-by-side step measurement failed: {e:#}");
+                None
+            }),
+        _ => None,
     };
     let results = run.read_results()?;
     let is = run.read_eval("is", "test")?;
@@ -376,7 +377,7 @@ fn train(
             match (f(ours), f(theirs)) {
                 (Some(a), Some(b)) => println!(
                     "  measured just now     flowvae {a:.1} ms, PyTorch {b:.1} ms per step \
-                     (each with its defaults, same model and batches): ratio {:.2}",
+                     (each with its defaults, same model, batches and batch size): ratio {:.2}",
                     a / b
                 ),
                 _ => println!("  measured just now     failed: see target/bench/train-speed/*.log"),
@@ -400,6 +401,13 @@ fn train(
 fn run_step_ms(manifest: &std::path::Path) -> Option<f64> {
     let text = std::fs::read_to_string(manifest).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?["ms_per_step"].as_f64()
+}
+
+/// The run's batch size from its resolved config (`train.batch_size`).
+fn run_batch_size(config: &std::path::Path) -> Option<usize> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    usize::try_from(v["train"]["batch_size"].as_u64()?).ok()
 }
 
 /// Whether the run trained on the CPU (its manifest's device), where the comparison applies.

@@ -337,13 +337,14 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
 }
 
 /// One config's training step measured now, flowvae then PyTorch, each with its own defaults
-/// (one process each: 3 untimed steps, 30 timed), for `cargo xtask train` to show beside the
+/// at batch size `batch` (one process each: 3 untimed steps, 30 timed), for `cargo xtask train` to show beside the
 /// run's own step time: `(flowvae, PyTorch)` as `vae bench` and the reference write them, or
 /// `None` when no importable torch is installed. Logs go to `target/bench/train-speed/`.
 pub fn step_side_by_side(
     root: &Path,
     layout: &Layout,
     config: &str,
+    batch: usize,
 ) -> Result<Option<(Value, Value)>> {
     let Some(torch) = torch_python_ready(layout) else {
         return Ok(None);
@@ -359,7 +360,8 @@ pub fn step_side_by_side(
         threads: 1,
     };
     let export_dir = dir.to_string_lossy().into_owned();
-    let train_args = ["--warmup", "3", "--steps", "30", "--batch", "200"];
+    let batch = batch.to_string();
+    let train_args = ["--warmup", "3", "--steps", "30", "--batch", &batch];
     let export = runner.flowvae(
         &dir,
         Condition::EqualPassive,
