@@ -338,7 +338,7 @@ fn train(
     let total = start.elapsed().as_secs_f64();
     let step_ms = run_step_ms(&run.manifest());
     // On a quiet machine, after the run: the speed this user gets beside PyTorch's.
-    let side_by_side = match (config_is_cpu(&out), run_batch_size(&run.config())) {
+    let side_by_side = match (run_is_cpu(&out), run_batch_size(&run.config())) {
         (true, Some(batch)) => xtask::bench::step_side_by_side(root, layout, config, batch)
             .unwrap_or_else(|e| {
                 eprintln!("xtask: the side-by-side step measurement failed: {e:#}");
@@ -411,7 +411,7 @@ fn run_batch_size(config: &std::path::Path) -> Option<usize> {
 }
 
 /// Whether the run trained on the CPU (its manifest's device), where the comparison applies.
-fn config_is_cpu(run: &std::path::Path) -> bool {
+fn run_is_cpu(run: &std::path::Path) -> bool {
     std::fs::read_to_string(vae_io::RunDir::new(run).manifest())
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
