@@ -5,9 +5,10 @@
 //! process, a spinning worker and that process share a core and a step takes several times
 //! longer. Letting the workers sleep instead (`passive`) protects the busy case and costs the
 //! idle one about a third of a step (README, "CPU threads", has the measurements). So `vae` keeps
-//! the spinning and, every [`WINDOW`] of work, measures how much CPU the other processes used
-//! (the machine's busy time in `/proc/stat` minus this process's own in `/proc/self/stat`) and
-//! sets libtorch's thread count to the cores they left, at least one. With one thread libtorch
+//! the spinning and, at the first tick a [`WINDOW`] or more after its last look, measures how
+//! much CPU the other processes used meanwhile (the machine's busy time in `/proc/stat` minus
+//! this process's own in `/proc/self/stat`) and sets libtorch's thread count to the cores they
+//! left, at least one. With one thread libtorch
 //! opens no parallel region, so no worker spins against the other process.
 //!
 //! It must run on the thread that runs the tensor operations (OpenMP's and MKL's thread counts
