@@ -876,22 +876,11 @@ fn every_hostile_input_gets_its_message_and_status_and_nothing_is_written() {
     }
     // Two at a time (the machine's cores): every case reads its own inputs, and those aimed at
     // the trained run are all refused before anything could lock or write it.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let found = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(c) = cases.get(i) else { break };
-                if let Some(failure) = run_case(&f, c) {
-                    found.lock().unwrap().push((i, failure));
-                }
-            });
-        }
-    });
-    let mut found = found.into_inner().unwrap();
-    found.sort();
-    failures.extend(found.into_iter().map(|(_, failure)| failure));
+    failures.extend(
+        common::two_at_a_time(&cases, |_, c| run_case(&f, c))
+            .into_iter()
+            .flatten(),
+    );
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n\n{}",

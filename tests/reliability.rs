@@ -125,21 +125,11 @@ fn twenty_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
         })
         .collect();
     // Two runs at a time, one thread each, as the straight run had.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(plan) = plans.get(i) else { break };
-                let run = dir.path().join(format!("run{i:02}"));
-                let done = interrupt_and_resume(dir.path(), &run, plan, full_ms);
-                results.lock().unwrap().push((i, run, done));
-            });
-        }
+    let results = common::two_at_a_time(&plans, |i, plan| {
+        let run = dir.path().join(format!("run{i:02}"));
+        let done = interrupt_and_resume(dir.path(), &run, plan, full_ms);
+        (i, run, done)
     });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|r| r.0);
     let mut by_signal = std::collections::BTreeMap::new();
     for (i, run, done) in &results {
         assert!(!done.is_empty(), "run {i} was never interrupted");

@@ -117,3 +117,17 @@ pub fn model_tensors(ck: &Path) -> Vec<(String, tch::Tensor)> {
     t.sort_by(|a, b| a.0.cmp(&b.0));
     t
 }
+
+/// `f(i, item)` for every item of `items`, two at a time (the project machine's two cores), the
+/// results in the items' order.
+pub fn two_at_a_time<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(usize, &T) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a pool of two threads for the test")
+        .install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect())
+}
