@@ -336,10 +336,15 @@ fn train(
         ],
     )?;
     let total = start.elapsed().as_secs_f64();
-    let step_ms = run_step_ms(&run.manifest());
-    // On a quiet machine, after the run: the speed this user gets beside PyTorch's.
-    let side_by_side = match (run_is_cpu(&out), run_batch_size(&run.config())) {
-        (true, Some(batch)) => xtask::bench::step_side_by_side(root, layout, config, batch)
+    let manifest = read_json(&run.manifest());
+    let step_ms = manifest["ms_per_step"].as_f64();
+    let batch = read_json(&run.config())["train"]["batch_size"]
+        .as_u64()
+        .and_then(|b| usize::try_from(b).ok());
+    // On a quiet machine, after the run: the speed this user gets beside PyTorch's, where the
+    // run trained on the CPU.
+    let side_by_side = match (manifest["device"].as_str(), batch) {
+        (Some("Cpu"), Some(batch)) => xtask::bench::step_side_by_side(root, layout, config, batch)
             .unwrap_or_else(|e| {
                 eprintln!("xtask: the side-by-side step measurement failed: {e:#}");
                 None
@@ -397,25 +402,13 @@ fn train(
     Ok(())
 }
 
-/// The run's mean step time from its manifest (`ms_per_step`), if it has one.
-fn run_step_ms(manifest: &std::path::Path) -> Option<f64> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?["ms_per_step"].as_f64()
-}
-
-/// The run's batch size from its resolved config (`train.batch_size`).
-fn run_batch_size(config: &std::path::Path) -> Option<usize> {
-    let text = std::fs::read_to_string(config).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    usize::try_from(v["train"]["batch_size"].as_u64()?).ok()
-}
-
-/// Whether the run trained on the CPU (its manifest's device), where the comparison applies.
-fn run_is_cpu(run: &std::path::Path) -> bool {
-    std::fs::read_to_string(vae_io::RunDir::new(run).manifest())
+/// A JSON file of the run folder (its manifest or resolved config), `Null` when it cannot be read:
+/// the figures taken from it are then reported as missing.
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["device"].as_str() == Some("Cpu"))
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

@@ -189,27 +189,16 @@ pub fn run(root: &Path, layout: &Layout, opts: &Options) -> Result<()> {
         let images = row.is_images.max(ais_images).to_string();
         let (warm_s, steps_s) = (warm.to_string(), steps.to_string());
         let train_args = ["--warmup", &warm_s, "--steps", &steps_s, "--batch", "200"];
-        let export_dir = dir.to_string_lossy().into_owned();
-        let export = runner.flowvae(
-            &dir,
-            Condition::EqualPassive,
-            "export",
-            None,
-            row.config,
-            &[
-                &train_args[..],
-                &["--images", &images, "--export", &export_dir],
-            ]
-            .concat(),
-        );
-        if export.get("error").is_some() {
-            out_rows.push(
-                json!({"key": row.key, "title": row.title, "config": row.config,
-                "target": row.target, "error": export["error"]}),
-            );
-            continue;
-        }
-        let ck = dir.join("model.safetensors").to_string_lossy().into_owned();
+        let ck = match runner.export(&dir, row.config, &train_args, &images) {
+            Ok(ck) => ck,
+            Err(error) => {
+                out_rows.push(
+                    json!({"key": row.key, "title": row.title, "config": row.config,
+                    "target": row.target, "error": error}),
+                );
+                continue;
+            }
+        };
         let is_images = row.is_images.to_string();
         let (ais_images_s, ais_steps_s) = (ais_images.to_string(), ais_steps.to_string());
         let phase_args = [
@@ -359,21 +348,11 @@ pub fn step_side_by_side(
         device: "cpu",
         threads: 1,
     };
-    let export_dir = dir.to_string_lossy().into_owned();
     let batch = batch.to_string();
     let train_args = ["--warmup", "3", "--steps", "30", "--batch", &batch];
-    let export = runner.flowvae(
-        &dir,
-        Condition::EqualPassive,
-        "export",
-        None,
-        config,
-        &[&train_args[..], &["--images", "1", "--export", &export_dir]].concat(),
-    );
-    if let Some(err) = export.get("error") {
-        bail!("exporting {config} for the speed comparison: {err}");
-    }
-    let ck = dir.join("model.safetensors").to_string_lossy().into_owned();
+    let ck = runner
+        .export(&dir, config, &train_args, "1")
+        .map_err(|err| anyhow::anyhow!("exporting {config} for the speed comparison: {err}"))?;
     let cond = Condition::DefaultsQuiet;
     let ours = runner.flowvae(
         &dir,
@@ -510,6 +489,25 @@ impl Runner<'_> {
             .arg(&out);
         cond.apply(&mut cmd, self.threads);
         self.run(cmd, dir, &name, &out)
+    }
+
+    /// `vae bench --phase export` of `config` into `dir`: the initial checkpoint and the
+    /// batches of `train_args`' steps and `images` test images that both implementations then
+    /// read. The checkpoint's path, or the error the export reported.
+    fn export(
+        &self,
+        dir: &Path,
+        config: &str,
+        train_args: &[&str],
+        images: &str,
+    ) -> std::result::Result<String, Value> {
+        let export_dir = dir.to_string_lossy().into_owned();
+        let args = [train_args, &["--images", images, "--export", &export_dir]].concat();
+        let out = self.flowvae(dir, Condition::EqualPassive, "export", None, config, &args);
+        match out.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(dir.join("model.safetensors").to_string_lossy().into_owned()),
+        }
     }
 
     /// `flowvae_ref.py bench --phase P` under `cond`; `round` names its files `pytorch-P-rN`.
