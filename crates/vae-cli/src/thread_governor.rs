@@ -8,8 +8,8 @@
 //! the spinning and, at the first tick a [`WINDOW`] or more after its last look, measures how
 //! much CPU the other processes used meanwhile (the machine's busy time in `/proc/stat` minus
 //! this process's own in `/proc/self/stat`) and sets libtorch's thread count to the cores they
-//! left, at least one. With one thread libtorch
-//! opens no parallel region, so no worker spins against the other process.
+//! left, at least one. With one thread libtorch opens no parallel region, so no worker spins
+//! against the other process.
 //!
 //! It must run on the thread that runs the tensor operations (OpenMP's and MKL's thread counts
 //! are per calling thread), so it is ticked from the training and evaluation loops' progress
